@@ -1,0 +1,91 @@
+"""The records every loader returns: one :class:`Triplet` per query, one :class:`CIRSplit` per split.
+
+CIRR, FashionIQ and the toy world all load into these, so the evaluation and training code
+never branches on the dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+
+class DatasetError(ValueError):
+    """Bad or missing dataset input. The message names the file or value and says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Triplet:
+    """One composed-retrieval query.
+
+    Attributes
+    ----------
+    pair_id : the dataset's query id (CIRR ``pairid``; FashionIQ has none, so its loader numbers them).
+    reference : name of the reference image.
+    captions : the modification text(s) as written by the annotators (CIRR: one; FashionIQ: two).
+    caption : the text the model reads (FashionIQ: the two captions joined, see its loader).
+    target : name of the annotated target (``target_hard`` in CIRR); None in test splits.
+    subset : CIRR ``img_set.members`` (6 names holding reference and target), else None.
+    valid_targets : every gallery image that satisfies the query (toy world only), else None.
+    meta : extra per-query facts (toy world: ``edit_type``, ``granularity``).
+    """
+
+    pair_id: int
+    reference: str
+    captions: tuple[str, ...]
+    caption: str
+    target: str | None = None
+    subset: tuple[str, ...] | None = None
+    valid_targets: tuple[str, ...] | None = None
+    meta: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class CIRSplit:
+    """A split: its queries and the gallery of images they retrieve from.
+
+    ``gallery`` is the ordered list of image names that retrieval ranks; ``image_paths`` maps a
+    name to its file (missing for annotation-only copies of a dataset).
+    """
+
+    name: str
+    triplets: list[Triplet]
+    gallery: list[str]
+    image_paths: dict[str, Path]
+
+    def __post_init__(self) -> None:
+        self._index = {n: i for i, n in enumerate(self.gallery)}
+
+    def __len__(self) -> int:
+        return len(self.triplets)
+
+    def index_of(self, image_name: str) -> int:
+        """Position of ``image_name`` in the gallery."""
+        try:
+            return self._index[image_name]
+        except KeyError:
+            raise DatasetError(
+                f"image {image_name!r} is not in the gallery of split {self.name!r} "
+                f"({len(self.gallery)} images); check the split file of this dataset"
+            ) from None
+
+    def load_image(self, image_name: str) -> Image.Image:
+        """Open one image as RGB, with an error that names the file when it is missing or broken."""
+        path = self.image_paths.get(image_name)
+        if path is None:
+            raise DatasetError(f"no file is listed for image {image_name!r} in split {self.name!r}")
+        try:
+            with Image.open(path) as im:
+                return im.convert("RGB")
+        except FileNotFoundError:
+            raise DatasetError(
+                f"image file {path} is missing; re-run the data_scripts command that prepared "
+                f"this dataset (see book/setup.md)"
+            ) from None
+        except (UnidentifiedImageError, OSError) as err:
+            raise DatasetError(
+                f"image file {path} does not decode ({err}); delete it and prepare the dataset again"
+            ) from None
