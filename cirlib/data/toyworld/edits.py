@@ -113,7 +113,7 @@ def edit_results(scene: Scene, edit: Edit) -> frozenset[Scene]:
 
 
 def is_valid_target(reference: Scene, edit: Edit, candidate: Scene) -> bool:
-    """Does ``candidate`` follow from ``reference`` by ``edit``? Decided from the scene difference."""
+    """Does ``candidate`` follow from ``reference`` by ``edit``? Decided by scene difference."""
     removed = set(reference) - set(candidate)
     added = set(candidate) - set(reference)
     sel = edit.selector

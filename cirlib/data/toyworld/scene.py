@@ -66,7 +66,7 @@ def random_object(rng: random.Random, cell: int) -> Obj:
 
 
 def random_scene(rng: random.Random, min_objects: int = 2, max_objects: int = 5) -> Scene:
-    """A scene with a uniform number of objects in ``[min_objects, max_objects]`` on distinct cells."""
+    """A scene of ``min_objects`` to ``max_objects`` objects (uniform count) on distinct cells."""
     n = rng.randint(min_objects, max_objects)
     return make_scene(random_object(rng, c) for c in rng.sample(range(len(CELLS)), n))
 
