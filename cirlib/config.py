@@ -1,0 +1,101 @@
+"""Run profiles: one name in a notebook's parameters cell turns into every size and setting.
+
+=========  ==================================  ==========================  ====================
+profile    data                                encoder                     where
+=========  ==================================  ==========================  ====================
+smoke      a small slice of the toy world      shipped toy encoder         CI and tests
+toy        the full toy world (default)        shipped toy encoder         any laptop, the book
+paper      CIRR / FashionIQ on disk            pretrained open_clip model  a CUDA GPU (Colab)
+=========  ==================================  ==========================  ====================
+
+Profiles change sizes and sources, never the algorithm. Introduced in chapter "The task, the
+data and the metrics".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    seed: int = 0
+    # data
+    dataset: str = "toy"
+    world_groups: dict = field(default_factory=lambda: {"train": 3000, "val": 300, "test": 600})
+    world_seed: int = 0
+    image_size: int = 48
+    # encoder
+    encoder: str = "toy-vit-tiny"
+    encoder_pretrained: str = "shipped"
+    pretrain_steps: int = 1200
+    pretrain_batch: int = 256
+    pretrain_scenes: int = 30000
+    # composition heads (the CLIP4Cir stage-2 set-up: heads train on cached, frozen features)
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 1e-3
+    seeds: tuple[int, ...] = (0, 1, 2)
+    # hardware
+    device: str = "cpu"
+    amp: bool = False
+    feature_batch: int = 512
+
+    def describe(self) -> str:
+        return (
+            f"profile={self.name} seed={self.seed} data={self.dataset} encoder={self.encoder} "
+            f"device={self.device} amp={self.amp} epochs={self.epochs}"
+        )
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+PROFILES = {
+    "smoke": dict(
+        world_groups={"train": 150, "val": 30, "test": 50},
+        pretrain_steps=8,
+        pretrain_batch=64,
+        pretrain_scenes=512,
+        epochs=4,
+        seeds=(0, 1),
+    ),
+    "toy": dict(),
+    "paper": dict(
+        dataset="cirr",
+        encoder="RN50x4",
+        encoder_pretrained="openai",
+        image_size=288,
+        epochs=300,
+        batch_size=4096,
+        lr=2e-5,
+        seeds=(0,),
+        amp=True,
+    ),
+}
+
+
+def resolve(profile: str, seed: int = 0, **overrides) -> Profile:
+    """The :class:`Profile` for ``profile`` (``"smoke"``, ``"toy"`` or ``"paper"``).
+
+    ``overrides`` replace single fields (e.g. ``epochs=5``); unknown names are refused, so a typo
+    cannot silently fall back to a default.
+    """
+    if profile not in PROFILES:
+        raise ValueError(
+            f"unknown profile {profile!r}: use one of {sorted(PROFILES)} "
+            "(smoke = CI check, toy = the book's default, paper = real data on a GPU)"
+        )
+    fields = {f.name for f in dataclasses.fields(Profile)}
+    bad = sorted(set(overrides) - fields)
+    if bad:
+        raise ValueError(f"unknown profile setting(s) {bad}; known: {sorted(fields)}")
+    settings = {"device": _default_device(), **PROFILES[profile], **overrides}
+    if settings["device"] == "cpu":
+        settings["amp"] = False  # mixed precision is a GPU speed-up; CPU runs stay in fp32
+    return Profile(name=profile, seed=seed, **settings)

@@ -1,0 +1,162 @@
+"""One training loop for every method in the book.
+
+:func:`fit` trains a model on index batches of cached features, and
+
+* **checkpoint-or-train**: a finished checkpoint is loaded instead of training again;
+* **resume**: an interrupted run continues from its last epoch (model, optimiser and random
+  state restored), giving the same result as an uninterrupted one;
+* writes the checkpoint atomically after every epoch, so a crash never leaves a torn file;
+* **guards against NaN/inf**: a non-finite loss stops training with a message that says what
+  to do, and the last good checkpoint stays on disk untouched;
+* uses mixed precision when asked (fp16 + gradient scaling on CUDA, bfloat16 on CPU), on any
+  device.
+
+Introduced in chapter "The Combiner baseline"; every method chapter reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from cirlib.io import atomic_torch_save
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    model: torch.nn.Module
+    history: list[dict] = field(default_factory=list)
+    checkpoint: Path | None = None
+    trained_epochs: int = 0  # epochs run in this call (0 when a finished checkpoint was loaded)
+
+
+def settings_fingerprint(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def fit(
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],
+    n_samples: int,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int = 0,
+    checkpoint: str | os.PathLike | None = None,
+    settings: dict | None = None,
+    device: str | torch.device = "cpu",
+    amp: bool = False,
+    amp_dtype: torch.dtype | None = None,
+    weight_decay: float = 0.0,
+    eval_fn: Callable[[torch.nn.Module], dict] | None = None,
+    stop_after_epoch: int | None = None,
+    desc: str = "train",
+) -> FitResult:
+    """Train ``model`` with Adam for ``epochs`` over ``n_samples`` indices.
+
+    Parameters
+    ----------
+    loss_fn : ``loss_fn(model, batch_indices) -> scalar loss``; the caller's closure gathers the
+        features of those indices (so one loop serves every method).
+    checkpoint : where to save; ``None`` trains without saving.
+    settings : what defines the run (method, hyper-parameters, data); stored in the checkpoint
+        and compared on load, so a checkpoint from other settings is never silently reused.
+    eval_fn : called after each epoch in eval mode; its dict joins that epoch's history.
+    stop_after_epoch : stop early after this epoch (used to demonstrate and test resuming).
+    """
+    device = torch.device(device)
+    model.to(device)
+    fingerprint = settings_fingerprint(
+        {"settings": settings or {}, "epochs": epochs, "bs": batch_size, "lr": lr, "seed": seed}
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    use_scaler = amp and device.type == "cuda" and (amp_dtype or torch.float16) == torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    dtype = amp_dtype or (torch.float16 if device.type == "cuda" else torch.bfloat16)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    history: list[dict] = []
+    start = 0
+
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        state = torch.load(path, map_location=device, weights_only=False)
+        if state.get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"checkpoint {path} was written with other settings; delete it to retrain, or "
+                "give this run its own checkpoint path"
+            )
+        model.load_state_dict(state["model"])
+        history = state["history"]
+        start = state["epoch"]
+        if start >= epochs:
+            model.eval()
+            return FitResult(model, history, path, 0)
+        opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+
+    trained = 0
+    bar = tqdm(range(start, epochs), desc=desc, initial=start, total=epochs)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(n_samples, generator=gen)
+        n_batches = max(1, n_samples // batch_size)  # drop the ragged end: fewer negatives
+        total = 0.0
+        for b in range(n_batches):
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            with torch.autocast(device.type, dtype=dtype, enabled=amp):
+                loss = loss_fn(model, idx)
+            if not torch.isfinite(loss):
+                where = f"epoch {epoch + 1}, batch {b + 1}"
+                kept = f"the last good checkpoint ({path}, epoch {start + trained})" if path else ""
+                raise NonFiniteLossError(
+                    f"loss is {loss.item()} at {where}. Nothing was saved for this epoch"
+                    f"{'; ' + kept + ' is kept' if kept else ''}. Lower the learning rate "
+                    "(or turn off mixed precision) and run again."
+                )
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            total += loss.detach().item()
+        record = {"epoch": epoch + 1, "loss": total / n_batches}
+        if eval_fn is not None:
+            model.eval()
+            with torch.no_grad():
+                record.update(eval_fn(model))
+        history.append(record)
+        trained += 1
+        bar.set_postfix(loss=f"{record['loss']:.4f}")
+        if path is not None:
+            atomic_torch_save(
+                path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "fingerprint": fingerprint,
+                    "settings": settings or {},
+                },
+            )
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+            break
+    model.eval()
+    return FitResult(model, history, path, trained)
