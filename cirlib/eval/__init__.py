@@ -1,0 +1,28 @@
+"""Evaluation: exact chunked rankings, Recall@K (CIRR, FashionIQ, multi-target), CIRR uploads."""
+
+from cirlib.eval.ranking import best_valid_ranks, subset_ranks, target_ranks, topk
+from cirlib.eval.recall import (
+    FASHIONIQ_PROTOCOLS,
+    cirr_metrics,
+    fashioniq_category_recall,
+    fashioniq_summary,
+    multi_target_recall,
+    recall_at_k,
+)
+from cirlib.eval.submission import CIRRSubmission, read_cirr_submission, write_cirr_submission
+
+__all__ = [
+    "CIRRSubmission",
+    "FASHIONIQ_PROTOCOLS",
+    "best_valid_ranks",
+    "cirr_metrics",
+    "fashioniq_category_recall",
+    "fashioniq_summary",
+    "multi_target_recall",
+    "read_cirr_submission",
+    "recall_at_k",
+    "subset_ranks",
+    "target_ranks",
+    "topk",
+    "write_cirr_submission",
+]
