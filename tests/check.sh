@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The README's test command, run by CI through .ci/run:
+#
+#     bash tests/check.sh                 # all stages, in order
+#     bash tests/check.sh papermill book  # only the named stages (for local iteration)
+#
+# Stages: install, hygiene, unit, papermill, nbval, book. The first failure stops the run.
+# Without an active virtual environment the script uses .venv (created by the install stage).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# CPU only, no progress bars, no display, stable hashing, no network for models or data.
+# Threads are left to torch's default: CI has 2 cores and we want both.
+export CUDA_VISIBLE_DEVICES="" TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+export HF_HUB_OFFLINE=1 CIRLIB_OFFLINE=1
+
+all_stages=(install hygiene unit papermill nbval book)
+if [ $# -eq 0 ]; then
+    stages=("${all_stages[@]}")
+else
+    stages=("$@")
+    for s in "${stages[@]}"; do
+        case " ${all_stages[*]} " in
+        *" $s "*) ;;
+        *) echo "unknown stage '$s' (stages: ${all_stages[*]})" >&2 && exit 2 ;;
+        esac
+    done
+fi
+
+# shellcheck source=tests/_venv.sh
+source tests/_venv.sh
+
+t_start=$SECONDS
+current=""
+summary=""
+on_exit() {
+    local rc=$?
+    if [ "$rc" -ne 0 ] && [ -n "$current" ]; then
+        echo
+        echo "check.sh: FAILED in stage '$current' (exit $rc) after $((SECONDS - t_start)) s${summary:+; passed:$summary}"
+    fi
+}
+trap on_exit EXIT
+
+# pytest exit code 5 means "no tests collected": for us that is a failure, not a pass.
+run_pytest() {
+    local rc=0
+    python -m pytest "$@" || rc=$?
+    if [ "$rc" -eq 5 ]; then
+        echo "pytest collected no tests: failing (exit 5)" >&2
+    fi
+    return "$rc"
+}
+
+stage_install() {
+    cir_use_venv
+    cir_install
+}
+
+stage_hygiene() {
+    ruff check .
+    ruff format --check .
+    shopt -s nullglob
+    local notebooks=(notebooks/*.ipynb)
+    shopt -u nullglob
+    if [ ${#notebooks[@]} -eq 0 ]; then
+        echo "no notebooks/*.ipynb to verify"
+    else
+        nbstripout --verify "${notebooks[@]}"
+        echo "nbstripout: ${#notebooks[@]} notebooks are stripped"
+    fi
+}
+
+stage_unit() {
+    run_pytest tests/unit -q
+}
+
+stage_papermill() {
+    python tests/notebooks/run_notebooks.py --profile smoke --stage _build/stage
+}
+
+stage_nbval() {
+    run_pytest --nbval-lax --nbval-current-env \
+        --nbval-sanitize-with tests/notebooks/nbval_sanitize.cfg \
+        --nbval-cell-timeout 300 -p no:cacheprovider _build/stage/notebooks
+}
+
+stage_book() {
+    rm -rf _build/site
+    jb build _build/stage --path-output _build/site -W -n --keep-going
+    echo "HTML: $(pwd)/_build/site/_build/html/index.html"
+}
+
+# The install stage activates (or creates) the environment; the other stages need one active.
+case " ${stages[*]} " in
+*" install "*) ;;
+*) cir_use_venv ;;
+esac
+
+n=0
+for s in "${stages[@]}"; do
+    n=$((n + 1))
+    current=$s
+    t0=$SECONDS
+    echo
+    echo "==== [$n/${#stages[@]}] $s (started at +$((t0 - t_start)) s) ===="
+    "stage_$s"
+    echo "---- $s passed in $((SECONDS - t0)) s"
+    summary="$summary $s=$((SECONDS - t0))s"
+done
+current=""
+echo
+echo "check.sh: ${#stages[@]} stages passed in $((SECONDS - t_start)) s:$summary"
