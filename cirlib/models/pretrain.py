@@ -126,3 +126,24 @@ def image_to_caption_recall(
     correct = sims.diag()[:, None]
     rank = (sims > correct).sum(1)  # ties count in the query's favour only on exact equality
     return {f"i2t_R@{k}": float((rank < k).float().mean()) for k in ks}
+
+
+def pretrain_or_load(model, tokenizer, checkpoint, **kwargs) -> list[dict]:
+    """Load ``checkpoint`` into ``model`` when it exists (returning its loss history); otherwise
+    run :func:`pretrain_toy_clip` with ``kwargs`` and save model and history atomically."""
+    from pathlib import Path
+
+    from cirlib.io import atomic_torch_save
+
+    path = Path(checkpoint)
+    if path.exists():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("kwargs") == kwargs:
+            model.load_state_dict(state["state_dict"])
+            model.eval()
+            return state["history"]
+    history = pretrain_toy_clip(model, tokenizer, **kwargs)
+    atomic_torch_save(
+        path, {"state_dict": model.state_dict(), "history": history, "kwargs": kwargs}
+    )
+    return history

@@ -1,0 +1,82 @@
+"""Evaluate composed queries on a split: every metric of the book in one call, with breakdowns.
+
+``evaluate(queries, features, split)`` normalises the gallery, then reports CIRR's Recall@K
+(reference removed), Recall_subset@K when the split has image sets, multi-target recall when it
+lists valid targets (the toy world), and the same numbers per value of a ``Triplet.meta`` key
+(edit type, coarse vs fine). Introduced in chapter "The task, the data and the metrics".
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+
+from cirlib.data.records import CIRSplit
+from cirlib.eval.ranking import best_valid_ranks, subset_ranks, target_ranks
+from cirlib.eval.recall import recall_at_k
+
+KS = (1, 5, 10, 50)
+SUBSET_KS = (1, 2, 3)
+
+
+def _rows(idx: torch.Tensor, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v[idx] for k, v in values.items()}
+
+
+def evaluate(
+    queries: torch.Tensor,
+    features,
+    split: CIRSplit,
+    *,
+    ks: Iterable[int] = KS,
+    subset_ks: Iterable[int] = SUBSET_KS,
+    by: Iterable[str] = ("edit_type", "granularity"),
+) -> dict:
+    """All metrics for ``queries`` (``[Q, D]``, one row per triplet, L2-normalised).
+
+    Returns ``{"all": {...}, "<meta key>": {value: {...}}}`` with percentages; keys ``R@K``,
+    ``Rs@K`` (if subsets), ``mR@K`` (if valid targets), ``Avg`` = (R@5 + Rs@1)/2, and ``n``.
+    """
+    gallery = F.normalize(features.images.float(), dim=-1)
+    q = queries.float()
+    ref, tgt = features.reference_index, features.target_index
+    if (tgt < 0).any():
+        raise ValueError(
+            f"split {split.name!r} has queries without a target (a test split); evaluate on a "
+            "split with targets, or write a CIRR submission file instead"
+        )
+    ranks = {"R": target_ranks(q, gallery, tgt, ref)}
+    trip = split.triplets
+    if all(t.subset for t in trip):
+        subsets = torch.tensor([[split.index_of(n) for n in t.subset] for t in trip])
+        ranks["Rs"] = subset_ranks(q, gallery, subsets, tgt, ref)
+    if all(t.valid_targets for t in trip):
+        valid = [[split.index_of(n) for n in t.valid_targets] for t in trip]
+        ranks["mR"] = best_valid_ranks(q, gallery, valid, ref)
+
+    def summarise(r: dict[str, torch.Tensor]) -> dict[str, float]:
+        out = dict(recall_at_k(r["R"], ks, "R"))
+        if "Rs" in r:
+            out.update(recall_at_k(r["Rs"], subset_ks, "Rs"))
+            out["Avg"] = (
+                recall_at_k(r["R"], (5,))["R@5"] + recall_at_k(r["Rs"], (1,), "Rs")["Rs@1"]
+            ) / 2
+        if "mR" in r:
+            out.update(recall_at_k(r["mR"], ks, "mR"))
+        out["n"] = int(len(r["R"]))
+        return out
+
+    result = {"all": summarise(ranks)}
+    for key in by:
+        groups = defaultdict(list)
+        for i, t in enumerate(trip):
+            if key in t.meta:
+                groups[t.meta[key]].append(i)
+        if groups:
+            result[key] = {
+                v: summarise(_rows(torch.tensor(idx), ranks)) for v, idx in sorted(groups.items())
+            }
+    return result

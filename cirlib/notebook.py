@@ -1,0 +1,53 @@
+"""What every chapter calls first: seeding, threads, warnings, and a one-line profile summary."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from cirlib.seed import deterministic, seed_everything
+
+
+def setup_notebook(cfg, threads: int | None = None) -> None:
+    """Seed everything, make kernels deterministic, fix the thread count, quiet known noise."""
+    seed_everything(cfg.seed)
+    deterministic(True)
+    if threads or cfg.device == "cpu":
+        torch.set_num_threads(threads or max(1, min(4, os.cpu_count() or 1)))
+    # open_clip logs a warning every time a toy model is built before its weights are loaded
+    logging.getLogger().setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*deterministic.*")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    print(cfg.describe())
+
+
+def realdata_dir() -> Path | None:
+    """The real annotation files (CIRR, FashionIQ, Shoes; no images) when they are available:
+    ``$CIR_REALDATA``, or ``shared/realdata`` beside the repository. None otherwise (Colab)."""
+    env = os.environ.get("CIR_REALDATA")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve().parents[1]
+    candidates += [here.parent / "shared" / "realdata", here / "shared" / "realdata"]
+    return next((p for p in candidates if (p / "cirr").is_dir()), None)
+
+
+def glue(name: str, value, display: bool = False):
+    """Store a number for the book's text (``{glue:text}`name:.1f```) and return it.
+
+    Values are converted to plain Python floats/ints first (myst-nb cannot format NumPy-2
+    scalar reprs); strings are stored as Markdown, for ``{glue:md}`name```. Outside a book build
+    (e.g. on Colab without myst-nb) it only returns the value.
+    """
+    if hasattr(value, "item"):
+        value = value.item()
+    try:
+        from IPython.display import Markdown
+        from myst_nb import glue as _glue
+    except ImportError:
+        return value
+    _glue(name, Markdown(value) if isinstance(value, str) else value, display=display)
+    return value
