@@ -34,13 +34,17 @@ def evaluate(
     ks: Iterable[int] = KS,
     subset_ks: Iterable[int] = SUBSET_KS,
     by: Iterable[str] = ("edit_type", "granularity"),
+    gallery: torch.Tensor | None = None,
 ) -> dict:
     """All metrics for ``queries`` (``[Q, D]``, one row per triplet, L2-normalised).
+
+    ``gallery`` replaces the frozen image features (``features.images``) for methods that embed
+    gallery images with a trained module of their own; rows follow ``split.gallery``.
 
     Returns ``{"all": {...}, "<meta key>": {value: {...}}}`` with percentages; keys ``R@K``,
     ``Rs@K`` (if subsets), ``mR@K`` (if valid targets), ``Avg`` = (R@5 + Rs@1)/2, and ``n``.
     """
-    gallery = F.normalize(features.images.float(), dim=-1)
+    gallery = F.normalize((features.images if gallery is None else gallery).float(), dim=-1)
     q = queries.float()
     ref, tgt = features.reference_index, features.target_index
     if (tgt < 0).any():

@@ -31,7 +31,7 @@ def test_toy_token_features_agree_with_global_ones(toy):
     model, preprocess, tokenizer = toy
     x = torch.randn(3, 3, 48, 48)
     pooled, tokens = image_tokens(model, x)
-    assert tokens.shape == (3, 36, 128)
+    assert tokens.shape == (3, 9, 128)  # one token per grid cell
     assert torch.allclose(pooled, model.encode_image(x), atol=1e-5)
     ids = tokenizer(["make the circle red", "add a large blue triangle at top-left", "x"])
     g, states, mask = text_tokens(model, ids)
