@@ -13,6 +13,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Threads are left to torch's default: CI has 2 cores and we want both.
 export CUDA_VISIBLE_DEVICES="" TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0
 export HF_HUB_OFFLINE=1 CIRLIB_OFFLINE=1
+# A fresh data folder per checkout: toy world, feature caches and checkpoints of this run only.
+export CIRLIB_DATA_DIR="${CIRLIB_DATA_DIR:-$PWD/_build/data}"
 
 all_stages=(install hygiene unit papermill nbval book)
 if [ $# -eq 0 ]; then

@@ -25,6 +25,7 @@ import hashlib
 import json
 import random
 import shutil
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,10 +248,10 @@ def make_toyworld(
     if (out / "manifest.json").exists():
         return out
     if out.exists():
-        shutil.rmtree(out)
-    tmp = Path(root) / f".toyworld-{fp}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+        shutil.rmtree(out, ignore_errors=True)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    # a private folder per process: two runs building the same world never share files
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".toyworld-{fp}-"))
     world = generate_world(groups, seed)
     export(world, tmp, seed, image_size)
     manifest = {
@@ -263,5 +264,10 @@ def make_toyworld(
         "queries": {s: len(w.queries) for s, w in world.items()},
     }
     atomic_write_json(tmp / "manifest.json", manifest, indent=1)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:  # another process finished the same world first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / "manifest.json").exists():
+            raise
     return out
