@@ -44,7 +44,12 @@ FASHIONIQ_CATEGORIES = {
     "form": ("shape", "size"),
     "layout": ("add", "remove", "move"),
 }
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Extra edited versions of each reference in the val/test galleries (no query of their own):
+# without them the five group members are always the reference's nearest neighbours and an
+# image-only ranking already finds most targets in its top 5. CIRR's galleries are crowded with
+# similar images too. Training galleries need none: training only sees in-batch targets.
+EVAL_DISTRACTORS = {"train": 0, "val": 24, "test": 24}
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ def generate_split(
     first_pair_id: int = 0,
     p_fine: float = 0.6,
     p_alternative: float = 0.5,
+    distractors: int = 0,
 ) -> ToySplit:
     """Sample ``n_groups`` groups. ``used_references`` holds reference scenes of earlier splits:
     a reference is never reused, so no query (reference + text) appears in two splits."""
@@ -115,6 +121,14 @@ def generate_split(
         names = [f"toy-{name}-{g:05d}-{k}" for k in range(GROUP_SIZE)]
         for n, s in zip(names, [ref, *targets]):
             scenes[n] = s
+        taken = {ref, *targets}
+        for k in range(distractors):
+            for _ in range(50):
+                _, extra = sample_edit(ref, rng, p_fine)
+                if extra not in taken:
+                    taken.add(extra)
+                    scenes[f"toy-{name}-{g:05d}-d{k}"] = extra
+                    break
         members = names[:]
         rng.shuffle(members)
         pending += [
@@ -153,7 +167,14 @@ def generate_world(groups: dict[str, int], seed: int) -> dict[str, ToySplit]:
     used: set = set()
     world, next_id = {}, 0
     for split in SPLITS:
-        world[split] = generate_split(split, groups[split], rng, used, first_pair_id=next_id)
+        world[split] = generate_split(
+            split,
+            groups[split],
+            rng,
+            used,
+            first_pair_id=next_id,
+            distractors=EVAL_DISTRACTORS[split],
+        )
         next_id += len(world[split].queries)
     return world
 
@@ -220,7 +241,8 @@ def export(world: dict[str, ToySplit], out: Path, seed: int, image_size: int) ->
                 }
                 for q in qs
             ]
-            names = list(dict.fromkeys(n for q in qs for n in q.members))
+            groups = {q.reference.rsplit("-", 1)[0] + "-" for q in qs}
+            names = [n for n in split.scenes if n[: n.rfind("-") + 1] in groups]
             atomic_write_json(
                 out / "fashioniq" / "captions" / f"cap.{cat}.{split.name}.json", entries, indent=1
             )
@@ -230,7 +252,7 @@ def export(world: dict[str, ToySplit], out: Path, seed: int, image_size: int) ->
 
 
 def world_fingerprint(groups: dict[str, int], seed: int, image_size: int) -> str:
-    key = json.dumps([FORMAT_VERSION, groups, seed, image_size], sort_keys=True)
+    key = json.dumps([FORMAT_VERSION, groups, seed, image_size, EVAL_DISTRACTORS], sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
