@@ -22,7 +22,19 @@ def setup_notebook(cfg, threads: int | None = None) -> None:
     logging.getLogger().setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*deterministic.*")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    _inline_figures()
     print(cfg.describe())
+
+
+def _inline_figures() -> None:
+    """Show figures inline in a notebook even when MPLBACKEND=Agg is set (as CI sets it)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        shell.run_line_magic("matplotlib", "inline")
 
 
 def realdata_dir() -> Path | None:
