@@ -11,14 +11,16 @@ TARGET = "#1a9850"  # the annotated target
 VALID = "#fdae61"  # another image the text also admits (toy world only)
 
 
+PLAIN = "#bdbdbd"  # any other image: a thin frame so white images keep their edges
+
+
 def _frame(ax, colour: str | None, width: float = 4) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     for side in ax.spines.values():
-        side.set_visible(colour is not None)
-        if colour is not None:
-            side.set_color(colour)
-            side.set_linewidth(width)
+        side.set_visible(True)
+        side.set_color(colour or PLAIN)
+        side.set_linewidth(width if colour else 1)
 
 
 def show_images(
