@@ -30,7 +30,7 @@ def show_images(
     n = len(images)
     nrows = (n + ncols - 1) // ncols
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(size * ncols, size * nrows * 1.25), squeeze=False
+        nrows, ncols, figsize=(size * ncols, size * nrows * 1.5), squeeze=False
     )
     for i, ax in enumerate(axes.flat):
         if i >= n:
