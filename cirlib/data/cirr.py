@@ -21,12 +21,11 @@ Field-by-field format: ``shared/research/methods.md`` section 9.1. Introduced in
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from cirlib.data.records import CIRSplit, DatasetError, Triplet
+from cirlib.data.records import CIRSplit, DatasetError, Triplet, read_entry_list, read_json
 
 __all__ = ["load_cirr"]
 
@@ -102,14 +101,7 @@ def load_cirr(
         )
 
     image_files = _read_split_file(split_file)
-    entries = _read_json(captions_file)
-    if not isinstance(entries, list):
-        raise DatasetError(
-            f"{captions_file}: expected a JSON list of query entries, got "
-            f"{type(entries).__name__}; {_FIX_HINT}"
-        )
-    if not entries:
-        raise DatasetError(f"{captions_file}: the file holds no query entries; {_FIX_HINT}")
+    entries = read_entry_list(captions_file, _FIX_HINT)
 
     # Test splits have no released targets; every other split must name one per query.
     target_required = not split.startswith("test")
@@ -145,17 +137,9 @@ def load_cirr(
     )
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: not valid JSON ({err}); {_FIX_HINT}") from None
-
-
 def _read_split_file(path: Path) -> dict[str, str]:
     """The image split file: name -> relative path, in file order."""
-    data = _read_json(path)
+    data = read_json(path, _FIX_HINT)
     if not isinstance(data, dict):
         raise DatasetError(
             f"{path}: expected a JSON dict of image name -> relative path, got "

@@ -28,14 +28,13 @@ to do about the rest (see :func:`load_fashioniq`). Introduced in the data chapte
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import warnings
 from pathlib import Path
 from typing import Any
 
-from cirlib.data.records import CIRSplit, DatasetError, Triplet
+from cirlib.data.records import CIRSplit, DatasetError, Triplet, read_entry_list, read_json
 
 __all__ = [
     "FASHIONIQ_CATEGORIES",
@@ -186,14 +185,7 @@ def load_fashioniq(
 
     split_images = _read_split_file(split_file)
     known = set(split_images)
-    entries = _read_json(captions_file)
-    if not isinstance(entries, list):
-        raise DatasetError(
-            f"{captions_file}: expected a JSON list of query entries, got "
-            f"{type(entries).__name__}; {_FIX_HINT}"
-        )
-    if not entries:
-        raise DatasetError(f"{captions_file}: the file holds no query entries; {_FIX_HINT}")
+    entries = read_entry_list(captions_file, _FIX_HINT)
     target_required = not split.startswith("test")
     triplets = [
         _parse_entry(captions_file, i, entry, known, target_required)
@@ -276,16 +268,8 @@ def _present(captions_dir: Path) -> dict[str, set[str]]:
     return present
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: not valid JSON ({err}); {_FIX_HINT}") from None
-
-
 def _read_split_file(path: Path) -> list[str]:
-    data = _read_json(path)
+    data = read_json(path, _FIX_HINT)
     if not isinstance(data, list):
         raise DatasetError(
             f"{path}: expected a JSON list of image names, got {type(data).__name__}; {_FIX_HINT}"

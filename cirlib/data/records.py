@@ -6,15 +6,39 @@ never branches on the dataset.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
 
 class DatasetError(ValueError):
     """Bad or missing dataset input. The message names the file or value and says how to fix it."""
+
+
+def read_json(path: Path, fix_hint: str) -> Any:
+    """Parse a JSON annotation file; a broken one raises :class:`DatasetError` naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{path}: not valid JSON ({err}); {fix_hint}") from None
+
+
+def read_entry_list(path: Path, fix_hint: str) -> list:
+    """A captions file: a non-empty JSON list of query entries."""
+    entries = read_json(path, fix_hint)
+    if not isinstance(entries, list):
+        raise DatasetError(
+            f"{path}: expected a JSON list of query entries, got {type(entries).__name__}; "
+            f"{fix_hint}"
+        )
+    if not entries:
+        raise DatasetError(f"{path}: the file holds no query entries; {fix_hint}")
+    return entries
 
 
 @dataclass(frozen=True)
