@@ -39,7 +39,9 @@ BUDGETS_FILE = Path(__file__).with_name("budgets.json")
 PROFILES = ("smoke", "toy", "paper")
 STAGED = ("_config.yml", "_toc.yml", "book", "notebooks")
 REPORT_PAGE = Path("book/execution_report.md")
-CELL_TIMEOUT = 600  # seconds per cell; a hung cell must not run until CI kills the job
+CELL_TIMEOUT = (
+    600  # seconds per cell when a chapter has no budget: a hung cell must not run forever
+)
 
 
 def toc_files(toc: dict) -> list[str]:
@@ -169,7 +171,8 @@ def run_chapter(
             parameters=parameters,
             kernel_name="python3",
             cwd=str(out.parent),
-            execution_timeout=CELL_TIMEOUT,
+            # no single cell may outlast the whole chapter's budget
+            execution_timeout=int(budget) if budget is not None else CELL_TIMEOUT,
             progress_bar=False,
         )
     except pm.PapermillExecutionError as err:
