@@ -1,0 +1,68 @@
+"""MGUR's uncertainty regularisation: an aleatoric-style weighting of the matching loss against
+augmented targets."""
+
+from __future__ import annotations
+
+import torch
+
+from cirlib.losses.batch_classification import batch_classification_loss
+
+
+def aleatoric_loss(matching_loss: torch.Tensor, uncertainty: torch.Tensor | float) -> torch.Tensor:
+    r"""Scale a loss down by an uncertainty and charge for the uncertainty itself.
+
+    .. math:: \mathcal{L}_u = \tfrac12\big(e^{-s}\,\mathcal{L} + s\big)
+
+    The form of Kendall and Gal's aleatoric regression loss, with :math:`s` in the place of the
+    log-variance: a large :math:`s` forgives a large :math:`\mathcal{L}` but costs :math:`s/2`.
+    Minimising over :math:`s` alone gives :math:`s^\ast = \log \mathcal{L}`.
+
+    Parameters
+    ----------
+    matching_loss : scalar (or any shape, broadcast with ``uncertainty``).
+    uncertainty : :math:`s`, scalar or broadcastable tensor.
+
+    Introduced in chapter "MGUR: multi-grained uncertainty regularisation".
+    """
+    s = torch.as_tensor(uncertainty, dtype=matching_loss.dtype, device=matching_loss.device)
+    return 0.5 * (torch.exp(-s) * matching_loss + s)
+
+
+def feature_spread(features: torch.Tensor) -> torch.Tensor:
+    r"""The standard deviation of *all* entries of a ``[B, D]`` tensor (unbiased), a scalar.
+
+    .. math:: s = \sqrt{\tfrac{1}{BD-1}\sum_{i,d} (\hat f_{id} - \bar f)^2}
+
+    MGUR's uncertainty :math:`s` is this spread of the augmented targets (one number per batch,
+    not one per sample). Introduced in chapter "MGUR: multi-grained uncertainty regularisation".
+    """
+    return features.float().std()
+
+
+def uncertainty_regularisation_loss(
+    queries: torch.Tensor, augmented_targets: torch.Tensor, scale: float
+) -> torch.Tensor:
+    r"""MGUR's coarse-grained term: the batch classification loss against jittered targets,
+    weighted by their spread.
+
+    .. math::
+
+        \mathcal{L}_{aug} = \frac1B\sum_i -\log\frac{\exp(s_\ell\, q_i^\top \hat t_i)}
+                                                     {\sum_j \exp(s_\ell\, q_i^\top \hat t_j)},
+        \qquad
+        \mathcal{L}_u = \tfrac12\big(e^{-s}\,\mathcal{L}_{aug} + s\big),
+        \qquad s = \mathrm{std}(\hat T)
+
+    with :math:`\hat T` the ``[B, D]`` augmented targets (:func:`feature_spread`). The targets are
+    **not** re-normalised: their norm enters the logits, as in MGUR's code.
+
+    Parameters
+    ----------
+    queries : ``[B, D]`` composed queries.
+    augmented_targets : ``[B, D]`` output of :func:`cirlib.models.augmenter.gaussian_feature_augment`.
+    scale : logit scale :math:`s_\ell` applied to ``queries @ augmented_targets.T``.
+
+    Introduced in chapter "MGUR: multi-grained uncertainty regularisation".
+    """
+    matching = batch_classification_loss(queries, augmented_targets, scale)
+    return aleatoric_loss(matching, feature_spread(augmented_targets))
