@@ -115,6 +115,12 @@ def make_stage(stage: Path, repo: Path = REPO) -> None:
             shutil.copytree(src, stage / name, ignore=ignore)
         elif src.exists():
             shutil.copy2(src, stage / name)
+    # Only chapters of the toc are staged: nbval runs every notebook in the stage folder, and a
+    # draft chapter not yet in _toc.yml must not be executed (or built) by accident.
+    chapters = {(stage / p).resolve() for p in toc_notebooks(repo)}
+    for nb in (stage / "notebooks").rglob("*.ipynb"):
+        if nb.resolve() not in chapters:
+            nb.unlink()
 
 
 def tag_injected_cell(nb: nbformat.NotebookNode) -> None:
