@@ -1,8 +1,15 @@
 """Losses, one per file, each with its formula in the docstring."""
 
+from cirlib.losses.attribute_margin import attribute_margin_loss
 from cirlib.losses.batch_classification import batch_classification_loss
 from cirlib.losses.blend import blend_losses
 from cirlib.losses.clip_contrastive import clip_contrastive_loss
+from cirlib.losses.margin_ranking import margin_ranking_loss
+from cirlib.losses.pairwise_preference import pairwise_preference_loss
+from cirlib.losses.target_distribution_kl import (
+    target_distribution_kl_loss,
+    target_relative_distribution,
+)
 from cirlib.losses.uncertainty import (
     aleatoric_loss,
     feature_spread,
@@ -11,9 +18,14 @@ from cirlib.losses.uncertainty import (
 
 __all__ = [
     "aleatoric_loss",
+    "attribute_margin_loss",
     "batch_classification_loss",
     "blend_losses",
     "clip_contrastive_loss",
     "feature_spread",
+    "margin_ranking_loss",
+    "pairwise_preference_loss",
+    "target_distribution_kl_loss",
+    "target_relative_distribution",
     "uncertainty_regularisation_loss",
 ]

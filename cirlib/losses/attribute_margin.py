@@ -1,0 +1,52 @@
+"""Attribute margin loss: each attribute sub-query must prefer the target's attribute embedding."""
+
+from __future__ import annotations
+
+import torch
+
+
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision inputs (mixed precision) are computed in float32; float64 stays float64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def attribute_margin_loss(
+    query_attributes: torch.Tensor,
+    target_attributes: torch.Tensor,
+    negative_attributes: torch.Tensor,
+    margin: float = 0.1,
+    gates: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""Hinge per attribute between the target's and the negatives' attribute embeddings.
+
+    For attribute :math:`a` (colour, shape) with sub-query :math:`q_i^a`, target embedding
+    :math:`t_i^a` and negative embeddings :math:`n_{ik}^a` (all L2-normalised):
+
+    .. math::
+
+        \mathcal{L}_{attr} = \frac{1}{K \sum_{i,a} g_{ia}}
+            \sum_{i=1}^{B}\sum_{a=1}^{A} g_{ia} \sum_{k=1}^{K}
+            \max\big(0,\; m - q_i^{a\top} t_i^a + q_i^{a\top} n_{ik}^a\big)
+
+    The gates :math:`g_{ia} \ge 0` say which attributes a query's text asks to change (all
+    ones when unknown); it is 0 when no gate is open. DQE-CIR adds an attribute-aware margin
+    loss on its colour and shape sub-queries (methods.md §6.1); the gating is ours (§6.2, item 7).
+
+    Parameters
+    ----------
+    query_attributes : ``[B, A, E]``; target_attributes : ``[B, A, E]``;
+    negative_attributes : ``[B, K, A, E]``; margin : :math:`m`; gates : ``[B, A]`` or None.
+
+    Returns
+    -------
+    Scalar. Introduced in chapter "DQE-CIR".
+    """
+    q = _at_least_float32(query_attributes)
+    pos = (q * _at_least_float32(target_attributes)).sum(-1)  # [B, A]
+    neg = torch.einsum("bae,bkae->bka", q, _at_least_float32(negative_attributes))  # [B, K, A]
+    hinge = (margin - pos[:, None, :] + neg).clamp_min(0)  # [B, K, A]
+    g = torch.ones_like(pos) if gates is None else _at_least_float32(gates)
+    weight = g.sum() * hinge.shape[1]
+    if weight == 0:
+        return hinge.sum() * 0.0  # keeps the graph (and the device) for a batch without gates
+    return (hinge * g[:, None, :]).sum() / weight

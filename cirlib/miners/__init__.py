@@ -1,0 +1,12 @@
+"""Miners decide which gallery images a loss treats as negatives; losses decide what to do with
+them (the split pytorch-metric-learning uses). One miner per file."""
+
+from cirlib.miners.target_relative import (
+    TargetRelativeMiner,
+    delta_scores,
+    exclusion_mask,
+    mid_zone,
+    zone_bounds,
+)
+
+__all__ = ["TargetRelativeMiner", "delta_scores", "exclusion_mask", "mid_zone", "zone_bounds"]
