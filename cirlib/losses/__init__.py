@@ -5,7 +5,9 @@ from cirlib.losses.batch_classification import batch_classification_loss
 from cirlib.losses.blend import blend_losses
 from cirlib.losses.clip_contrastive import clip_contrastive_loss
 from cirlib.losses.margin_ranking import margin_ranking_loss
+from cirlib.losses.multi_schema_interaction import multi_schema_interaction_loss
 from cirlib.losses.pairwise_preference import pairwise_preference_loss
+from cirlib.losses.relaxed_proximity import relaxed_proximity_loss
 from cirlib.losses.target_distribution_kl import (
     target_distribution_kl_loss,
     target_relative_distribution,
@@ -24,7 +26,9 @@ __all__ = [
     "clip_contrastive_loss",
     "feature_spread",
     "margin_ranking_loss",
+    "multi_schema_interaction_loss",
     "pairwise_preference_loss",
+    "relaxed_proximity_loss",
     "target_distribution_kl_loss",
     "target_relative_distribution",
     "uncertainty_regularisation_loss",

@@ -1,0 +1,73 @@
+r"""MAPNet's Relaxed Proximity loss: push confident negatives, and let likely false negatives
+stay close (methods.md §4.4, reading B)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def negative_confidence(target_features: torch.Tensor, sigma: float = 0.6) -> torch.Tensor:
+    r"""How sure we are that target :math:`j` is a negative for the query of triplet :math:`i`.
+
+    One minus a Gaussian kernel between the two targets (L2-normalised):
+
+    .. math::
+
+        W_{ij} = 1 - \exp\Big(-\frac{\lVert \hat t_i - \hat t_j\rVert^2}{2\sigma^2}\Big),
+        \qquad W_{ii} = 0 .
+
+    A target that looks like the query's own target (small distance) gets a low confidence: it
+    may satisfy the query too (a "noisy" negative). With :math:`\sigma = 0.6` (MAPNet README)
+    :math:`W_{ij} < 0.5` exactly when :math:`\cos(\hat t_i, \hat t_j) > 1 - \sigma^2\ln 2
+    \approx 0.75`. Computed without gradient (the kernel is a label, not a prediction).
+
+    Shapes: ``[B, D]`` → ``[B, B]``.
+    Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
+    """
+    with torch.no_grad():
+        t = F.normalize(target_features.float(), dim=-1)
+        squared = (2.0 - 2.0 * t @ t.T).clamp_(min=0.0)
+        weights = 1.0 - torch.exp(-squared / (2.0 * sigma**2))
+        weights.fill_diagonal_(0.0)
+    return weights
+
+
+def relaxed_proximity_loss(
+    queries: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    gamma: float = 0.5,
+) -> torch.Tensor:
+    r"""Relaxed Proximity loss (MAPNet), reading B of methods.md §4.4.
+
+    With :math:`C_{ij} = \tfrac12\big(1 + \cos(q_i, t_j)\big) \in [0, 1]` the query–target
+    similarity of the batch and :math:`W_{ij}` the confidence that :math:`t_j` is a negative
+    for :math:`q_i` (:func:`negative_confidence`),
+
+    .. math::
+
+        \mathcal{L}_{RP} = \frac{1}{N^2}\sum_{i,j} W_{ij}\, C_{ij}^2
+            + \frac{1}{N^2}\sum_{i,j} \max(\gamma - W_{ij}, 0)\,(1 - C_{ij})^2 .
+
+    The first term pushes confident negatives apart; the second pulls every pair that is not a
+    confident negative: the true pair (:math:`W_{ii} = 0`) with weight :math:`\gamma`, a
+    suspected false negative with weight :math:`\gamma - W_{ij}`. For one pair the minimiser is
+    :math:`C^\star = \max(1 - W/\gamma, 0)`: a near-duplicate target may stay as close as the
+    true one, a confident negative is pushed to :math:`C = 0`.
+
+    Parameters
+    ----------
+    queries, targets : ``[N, D]`` (normalised here).
+    weights : ``[N, N]`` negative confidences :math:`W` (treated as constants).
+    gamma : confidence threshold :math:`\gamma` (MAPNet README: 0.5).
+
+    Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
+    """
+    q = F.normalize(queries.float(), dim=-1)
+    t = F.normalize(targets.float(), dim=-1)
+    similarity = 0.5 * (1.0 + q @ t.T)
+    w = weights.detach().float()
+    push = w * similarity**2
+    pull = (gamma - w).clamp(min=0.0) * (1.0 - similarity) ** 2
+    return (push + pull).mean()

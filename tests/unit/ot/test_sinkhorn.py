@@ -1,0 +1,112 @@
+"""The batched log-domain Sinkhorn solver against POT, its limits, and the argmax assignment."""
+
+import numpy as np
+import ot
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cirlib.ot import plan_assignment, sinkhorn, sinkhorn_potentials
+
+
+def _pot_plan(cost, tau, a=None, b=None):
+    n, m = cost.shape
+    a = np.full(n, 1.0 / n) if a is None else np.asarray(a, dtype=np.float64)
+    b = np.full(m, 1.0 / m) if b is None else np.asarray(b, dtype=np.float64)
+    return ot.sinkhorn(
+        a, b, cost.double().numpy(), tau, method="sinkhorn_log", stopThr=1e-10, numItermax=20000
+    )
+
+
+@pytest.mark.parametrize("shape", [(6, 6), (5, 8), (32, 32)])
+@pytest.mark.parametrize("tau", [0.1, 0.5])  # MAPNet uses 0.1
+def test_matches_pot_on_random_costs(dtype, device, shape, tau):
+    gen = torch.Generator().manual_seed(sum(shape))
+    cost = 2 * torch.rand(3, *shape, generator=gen, dtype=dtype)
+    # some small-tau problems need a few thousand iterations (POT is given 20000 too)
+    tol = 1e-9 if dtype == torch.float64 else 1e-7
+    plan = sinkhorn(cost.to(device), tau, tol=tol, max_iters=20000).cpu()
+    for k in range(len(cost)):
+        expected = torch.from_numpy(_pot_plan(cost[k], tau)).to(dtype)
+        torch.testing.assert_close(plan[k], expected, atol=1e-5, rtol=0)
+    n, m = shape
+    torch.testing.assert_close(
+        plan.sum(2), torch.full((3, n), 1 / n, dtype=dtype), atol=1e-6, rtol=0
+    )
+    torch.testing.assert_close(
+        plan.sum(1), torch.full((3, m), 1 / m, dtype=dtype), atol=1e-6, rtol=0
+    )
+
+
+def test_matches_pot_with_given_marginals():
+    gen = torch.Generator().manual_seed(3)
+    cost = torch.rand(2, 5, 7, generator=gen, dtype=torch.float64)
+    a = torch.tensor([0.1, 0.3, 0.2, 0.25, 0.15], dtype=torch.float64)
+    b = torch.softmax(torch.randn(7, generator=gen, dtype=torch.float64), 0)
+    plan = sinkhorn(cost, 0.2, a, b, tol=1e-10)
+    for k in range(2):
+        expected = torch.from_numpy(_pot_plan(cost[k], 0.2, a.numpy(), b.numpy()))
+        torch.testing.assert_close(plan[k], expected, atol=1e-8, rtol=0)
+    torch.testing.assert_close(plan.sum(2), a.expand(2, 5), atol=1e-9, rtol=0)
+    torch.testing.assert_close(plan.sum(1), b.expand(2, 7), atol=1e-9, rtol=0)
+
+
+def test_batched_equals_one_problem_at_a_time_and_2d_input():
+    cost = torch.rand(3, 6, 4, dtype=torch.float64)
+    plan = sinkhorn(cost, 0.3, tol=1e-12)
+    for k in range(3):
+        torch.testing.assert_close(plan[k], sinkhorn(cost[k], 0.3, tol=1e-12), atol=1e-12, rtol=0)
+
+
+def test_large_tau_gives_the_independent_coupling():
+    cost = torch.rand(5, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    # P_ik = a_i b_k exp(-M_ik / tau) / normaliser: deviations are O(1 / (64 tau))
+    plan = sinkhorn(cost, 1e8)
+    torch.testing.assert_close(plan, torch.full_like(plan, 1 / 64), atol=1e-9, rtol=0)
+    assert not torch.allclose(sinkhorn(cost, 1.0), plan, atol=1e-4)
+
+
+def test_small_tau_on_a_permutation_cost_gives_that_permutation():
+    n = 7
+    perms = [torch.randperm(n, generator=torch.Generator().manual_seed(s)) for s in range(4)]
+    cost = torch.ones(4, n, n, dtype=torch.float64)
+    for k, perm in enumerate(perms):
+        cost[k, torch.arange(n), perm] = 0.0
+    plan = sinkhorn(cost, 0.01, max_iters=5000, tol=1e-12)
+    for k, perm in enumerate(perms):
+        expected = torch.zeros(n, n, dtype=torch.float64)
+        expected[torch.arange(n), perm] = 1 / n
+        torch.testing.assert_close(plan[k], expected, atol=1e-12, rtol=0)
+        assert torch.equal(plan_assignment(plan[k]), perm)
+
+
+def test_tiny_tau_stays_finite():
+    # exp(-cost / tau) underflows to 0 in the kernel domain at tau = 1e-3; the log domain does not
+    cost = 2 * torch.rand(2, 16, 16)
+    plan = sinkhorn(cost, 1e-3, max_iters=200)
+    assert torch.isfinite(plan).all()
+    torch.testing.assert_close(plan.sum(1), torch.full((2, 16), 1 / 16), atol=1e-6, rtol=0)
+
+
+def test_argmax_recovers_a_planted_correspondence():
+    """Query schemas are the target schemas shuffled and perturbed: the plan's row-argmax on the
+    cosine cost undoes the shuffle."""
+    gen = torch.Generator().manual_seed(0)
+    batch, n, d = 8, 32, 64
+    targets = F.normalize(torch.randn(batch, n, d, generator=gen), dim=-1)
+    perms = torch.stack([torch.randperm(n, generator=gen) for _ in range(batch)])
+    queries = torch.stack([targets[b, perms[b].argsort()] for b in range(batch)])
+    queries = F.normalize(queries + 0.3 * torch.randn(batch, n, d, generator=gen) / d**0.5, dim=-1)
+    # target i now sits at query position perm[i]
+    cost = 1 - targets @ queries.transpose(1, 2)
+    with torch.no_grad():  # as in MAPNet: only the argmax is used, a loose tolerance will do
+        plan = sinkhorn(cost, 0.1, tol=1e-4, max_iters=300)
+    assert torch.equal(plan_assignment(plan), perms)
+
+
+def test_reports_iterations_and_rejects_bad_tau():
+    cost = torch.rand(2, 4, 4, dtype=torch.float64)
+    _, _, iters = sinkhorn_potentials(cost, 0.5, max_iters=7, tol=0.0)
+    assert iters == 7
+    with pytest.raises(ValueError, match="tau"):
+        sinkhorn(cost, 0.0)
