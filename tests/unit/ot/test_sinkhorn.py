@@ -52,7 +52,7 @@ def test_matches_pot_with_given_marginals():
 
 
 def test_batched_equals_one_problem_at_a_time_and_2d_input():
-    cost = torch.rand(3, 6, 4, dtype=torch.float64)
+    cost = torch.rand(3, 6, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     plan = sinkhorn(cost, 0.3, tol=1e-12)
     for k in range(3):
         torch.testing.assert_close(plan[k], sinkhorn(cost[k], 0.3, tol=1e-12), atol=1e-12, rtol=0)
@@ -81,11 +81,16 @@ def test_small_tau_on_a_permutation_cost_gives_that_permutation():
 
 
 def test_tiny_tau_stays_finite():
-    # exp(-cost / tau) underflows to 0 in the kernel domain at tau = 1e-3; the log domain does not
-    cost = 2 * torch.rand(2, 16, 16)
+    # exp(-cost / tau) reaches exp(-2000) at tau = 1e-3: 0 even in float64, so the kernel domain
+    # divides by zero; the log domain does not. (float64: in float32 the potentials grow to
+    # ~1e3 and their rounding alone moves plan entries by ~1e-4 relative.)
+    gen = torch.Generator().manual_seed(0)
+    cost = 2 * torch.rand(2, 16, 16, generator=gen, dtype=torch.float64)
+    assert (torch.exp(-cost / 1e-3) == 0).any()
     plan = sinkhorn(cost, 1e-3, max_iters=200)
     assert torch.isfinite(plan).all()
-    torch.testing.assert_close(plan.sum(1), torch.full((2, 16), 1 / 16), atol=1e-6, rtol=0)
+    expected = torch.full((2, 16), 1 / 16, dtype=torch.float64)
+    torch.testing.assert_close(plan.sum(1), expected, atol=1e-6, rtol=0)
 
 
 def test_argmax_recovers_a_planted_correspondence():
