@@ -59,9 +59,9 @@ def _default_device() -> str:
 PROFILES = {
     "smoke": dict(
         world_groups={"train": 150, "val": 30, "test": 50},
-        pretrain_steps=8,
-        pretrain_batch=64,
-        pretrain_scenes=512,
+        pretrain_steps=4,
+        pretrain_batch=32,
+        pretrain_scenes=256,
         epochs=4,
         seeds=(0, 1),
     ),
