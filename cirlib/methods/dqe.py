@@ -44,6 +44,7 @@ class DQESettings:
 
     attributes: tuple[str, ...] = ATTRIBUTES
     attribute_dim: int = 16
+    attribute_hidden_dim: int = 64
     zone: tuple[float, float] = (0.002, 0.05)
     refresh_every: int = 5
     n_negatives: int = 1
@@ -131,6 +132,7 @@ def build_model(features, settings: DQESettings) -> AttributeWeightedCombiner:
         n_tokens,
         attributes=settings.attributes,
         attribute_dim=settings.attribute_dim,
+        attribute_hidden_dim=settings.attribute_hidden_dim,
         dropout=settings.dropout,
     )
 
@@ -198,10 +200,16 @@ def dqe_loss(
     mined-negative weights 0) it is the batch-based classification loss on the joint scores.
     """
     images = features.images.float().to(device)
-    tokens = features.image_tokens.to(device)  # kept in float16, cast per batch
+    # tokens stay where they are, in float16: a batch's rows are gathered, moved and cast per
+    # step (CIRR's RN50x4 train-gallery tokens alone are several GB)
+    tokens = features.image_tokens
     texts = features.texts.float().to(device)
     ref = features.reference_index.to(device)
     tgt = features.target_index.to(device)
+
+    def token_rows(rows):
+        return tokens[rows.to(tokens.device)].to(device).float()
+
     frozen = F.normalize(images, dim=-1)
     gates = gates.to(device) if gates is not None else None
     s = settings
@@ -216,8 +224,8 @@ def dqe_loss(
         if uses_negatives and miner.due(epoch):
             refresh_miner(model, miner, features, epoch)
         idx = idx.to(device)
-        query = model(images[ref[idx]], texts[idx], tokens[ref[idx]].float())
-        target = model.embed_gallery(images[tgt[idx]], tokens[tgt[idx]].float())
+        query = model(images[ref[idx]], texts[idx], token_rows(ref[idx]))
+        target = model.embed_gallery(images[tgt[idx]], token_rows(tgt[idx]))
         jq, jt = model.joint_query(query), model.joint_gallery(target)
         loss = batch_classification_loss(jq, jt, s.scale)
         if not uses_negatives:
@@ -225,7 +233,7 @@ def dqe_loss(
         neg = miner.sample(idx.cpu(), s.n_negatives).to(device)  # [B, K]
         b, k = neg.shape
         flat = neg.flatten()
-        negative = model.embed_gallery(images[flat], tokens[flat].float())
+        negative = model.embed_gallery(images[flat], token_rows(flat))
         jn = model.joint_gallery(negative).view(b, k, -1)
         pos = (jq * jt).sum(-1)
         negs = torch.einsum("be,bke->bk", jq, jn)
