@@ -242,7 +242,9 @@ def export(world: dict[str, ToySplit], out: Path, seed: int, image_size: int) ->
                 for q in qs
             ]
             groups = {q.reference.rsplit("-", 1)[0] + "-" for q in qs}
-            names = [n for n in split.scenes if n[: n.rfind("-") + 1] in groups]
+            # every valid target too: a coincidental match can live in another group
+            wanted = {n for q in qs for n in q.valid_targets}
+            names = [n for n in split.scenes if n[: n.rfind("-") + 1] in groups or n in wanted]
             atomic_write_json(
                 out / "fashioniq" / "captions" / f"cap.{cat}.{split.name}.json", entries, indent=1
             )
