@@ -39,7 +39,7 @@ def attribute_margin_loss(
 
     Returns
     -------
-    Scalar. Introduced in chapter "DQE-CIR".
+    Scalar. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
     q = _at_least_float32(query_attributes)
     pos = (q * _at_least_float32(target_attributes)).sum(-1)  # [B, A]

@@ -30,7 +30,7 @@ def margin_ranking_loss(
 
     Returns
     -------
-    Scalar mean over the ``B·K`` pairs. Introduced in chapter "DQE-CIR".
+    Scalar mean over the ``B·K`` pairs. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
     return (
         (margin - _at_least_float32(positive)[:, None] + _at_least_float32(negatives))

@@ -35,7 +35,7 @@ def pairwise_preference_loss(
 
     Returns
     -------
-    Scalar mean over the ``B·K`` pairs. Introduced in chapter "DQE-CIR".
+    Scalar mean over the ``B·K`` pairs. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
     gap = (_at_least_float32(positive)[:, None] - _at_least_float32(negatives)) / temperature
     return F.softplus(-gap).mean()  # softplus(-x) = -log sigmoid(x), without overflow

@@ -30,7 +30,7 @@ def target_relative_distribution(relevance: torch.Tensor, temperature: float) ->
 
     Returns
     -------
-    ``[B, K + 1]`` probabilities, column 0 the target. Introduced in chapter "DQE-CIR".
+    ``[B, K + 1]`` probabilities, column 0 the target. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
     ones = torch.ones_like(relevance[:, :1])
     return torch.softmax(
@@ -64,7 +64,7 @@ def target_distribution_kl_loss(
 
     Returns
     -------
-    Scalar batch mean. Introduced in chapter "DQE-CIR".
+    Scalar batch mean. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
     logits = (
         torch.cat([_at_least_float32(positive)[:, None], _at_least_float32(negatives)], dim=1)

@@ -11,7 +11,7 @@ The objective for a batch :math:`\mathcal{B}` (scores :math:`s` from
         + \lambda_{rank}\,\mathcal{L}_{rank} + \lambda_{attr}\,\mathcal{L}_{attr}
 
 (methods.md §6.2, item 8). DQE-CIR has no public code; :data:`SETTING_SOURCES` says which
-settings are known and which are ours. Introduced in chapter "DQE-CIR".
+settings are known and which are ours. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
 """
 
 from __future__ import annotations
@@ -86,7 +86,10 @@ SETTING_SOURCES = [
 
 def listed_positives(split, features, include_valid: bool = True) -> list[list[int]]:
     """Gallery rows a query may never get as a negative: its target, its reference, and (when
-    ``include_valid`` and the split lists them, as the toy world does) every valid target."""
+    ``include_valid`` and the split lists them, as the toy world does) every valid target.
+
+    Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+    """
     out = []
     for i, t in enumerate(split.triplets):
         rows = {int(features.target_index[i]), int(features.reference_index[i])}
@@ -102,6 +105,7 @@ def attribute_gates(split, attributes=ATTRIBUTES) -> torch.Tensor | None:
 
     The toy world stores the edit type in ``meta["edit_type"]``; it is a function of the text
     alone (the grammar's templates name it), as a caption keyword tagger would give on real data.
+    Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
     types = [t.meta.get("edit_type") for t in split.triplets]
     if any(e is None for e in types):
@@ -110,7 +114,10 @@ def attribute_gates(split, attributes=ATTRIBUTES) -> torch.Tensor | None:
 
 
 def build_miner(train_features, split, settings: DQESettings, seed: int) -> TargetRelativeMiner:
-    """The miner of a training run (see :class:`~cirlib.miners.TargetRelativeMiner`)."""
+    """The miner of a training run (see :class:`~cirlib.miners.TargetRelativeMiner`).
+
+    Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+    """
     lower, upper = settings.zone
     return TargetRelativeMiner(
         target_index=train_features.target_index,
@@ -125,6 +132,10 @@ def build_miner(train_features, split, settings: DQESettings, seed: int) -> Targ
 
 
 def build_model(features, settings: DQESettings) -> AttributeWeightedCombiner:
+    """A fresh head sized from the features (global width, token count and width).
+
+    Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+    """
     _, n_tokens, width = features.image_tokens.shape
     return AttributeWeightedCombiner(
         features.images.shape[1],
@@ -139,7 +150,10 @@ def build_model(features, settings: DQESettings) -> AttributeWeightedCombiner:
 
 @torch.no_grad()
 def dqe_queries(model: AttributeWeightedCombiner, features, batch_size: int = 2048):
-    """L2-normalised joint query embeddings ``[Q, D + A·E]`` (eval mode)."""
+    """L2-normalised joint query embeddings ``[Q, D + A·E]`` (eval mode).
+
+    Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+    """
     model.eval()
     device = next(model.parameters()).device
     out = []
@@ -156,7 +170,10 @@ def dqe_queries(model: AttributeWeightedCombiner, features, batch_size: int = 20
 
 @torch.no_grad()
 def dqe_gallery(model: AttributeWeightedCombiner, features, batch_size: int = 4096):
-    """Joint gallery embeddings ``[N, D + A·E]`` (pass as ``evaluate(..., gallery=...)``)."""
+    """Joint gallery embeddings ``[N, D + A·E]`` (pass as ``evaluate(..., gallery=...)``).
+
+    Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+    """
     model.eval()
     device = next(model.parameters()).device
     out = []
@@ -170,7 +187,10 @@ def dqe_gallery(model: AttributeWeightedCombiner, features, batch_size: int = 40
 
 
 def refresh_miner(model, miner: TargetRelativeMiner, features, epoch: int) -> None:
-    """Re-encode the training queries and gallery with the current model and re-mine."""
+    """Re-encode the training queries and gallery with the current model and re-mine.
+
+    Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+    """
     was_training = model.training
     device = next(model.parameters()).device
     try:
@@ -198,6 +218,8 @@ def dqe_loss(
     per epoch) and, before the first batch of every epoch the miner says is due, re-encodes and
     re-mines. ``start_epoch`` is the epoch a resumed run starts at. With ``miner=None`` (or all
     mined-negative weights 0) it is the batch-based classification loss on the joint scores.
+
+    Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
     images = features.images.float().to(device)
     # tokens stay where they are, in float16: a batch's rows are gathered, moved and cast per
@@ -282,6 +304,8 @@ def train_dqe(
     replace fields of ``settings`` (e.g. ``zone=(0, 1)``, ``attributes=()``). Pass a ``miner``
     (from :func:`build_miner`) to inspect its pools and refresh epochs afterwards;
     ``stop_after_epoch`` interrupts the run (to show resuming).
+
+    Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
     s = dataclasses.replace(settings or DQESettings(), **overrides)
     if train_features.image_tokens is None:

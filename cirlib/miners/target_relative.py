@@ -32,7 +32,7 @@ i.e. the candidates between the :math:`\ell`- and :math:`u`-quantiles of the que
 ``pool_size``) and rebuilds it every ``refresh_every`` epochs from freshly encoded queries and
 gallery; between refreshes the pools stay fixed (methods.md §6.2, item 5).
 
-Introduced in chapter "DQE-CIR".
+Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def delta_scores(scores: torch.Tensor, target_columns: torch.Tensor) -> torch.Te
 
     Returns
     -------
-    ``[Q, N]``; the target's own column is 0. Introduced in chapter "DQE-CIR".
+    ``[Q, N]``; the target's own column is 0. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
     target = scores.gather(1, target_columns.long()[:, None])
     return target - scores
@@ -65,7 +65,7 @@ def zone_bounds(n_candidates: torch.Tensor, lower: float, upper: float):
 
     ``start`` :math:`= \lfloor \ell n \rfloor`, ``stop`` :math:`= \max(start + 1, \lceil u n
     \rceil)`, both clipped to ``n`` (rows with no candidate get an empty range).
-    Introduced in chapter "DQE-CIR".
+    Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
     n = n_candidates.long()
     # the small epsilon keeps e.g. 0.3 * 10 = 3.0000000000000004 from rounding up to 4
@@ -90,7 +90,7 @@ def mid_zone(
     Returns
     -------
     ``zone`` ``[Q, Z]`` column indices sorted by ascending Δ, padded with -1, and ``length``
-    ``[Q]``, the zone size of each row. Introduced in chapter "DQE-CIR".
+    ``[Q]``, the zone size of each row. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
     if not 0.0 <= lower < upper <= 1.0:
         raise ValueError(
@@ -122,7 +122,10 @@ def mid_zone(
 def exclusion_mask(
     rows: Sequence[Sequence[int]], n_columns: int, device: str | torch.device = "cpu"
 ) -> torch.Tensor:
-    """``[len(rows), n_columns]`` bool mask, True at the listed columns of each row."""
+    """``[len(rows), n_columns]`` bool mask, True at the listed columns of each row.
+
+    Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+    """
     mask = torch.zeros(len(rows), n_columns, dtype=torch.bool, device=device)
     for i, cols in enumerate(rows):
         if len(cols):
@@ -149,7 +152,7 @@ class TargetRelativeMiner:
 
     ``refresh(queries, gallery, epoch)`` takes the current query ``[Q, E]`` and gallery
     ``[N, E]`` embeddings (score = dot product); ``sample(idx, k)`` draws ``k`` negatives per
-    query. Introduced in chapter "DQE-CIR".
+    query. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
 
     target_index: torch.Tensor

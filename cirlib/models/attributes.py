@@ -27,7 +27,7 @@ ours, methods.md §6.2 items 1-2):
   dot product of :math:`[w_0 q^0; w_1 q^1; \dots]` with :math:`[t^0; t^1; \dots]`, so retrieval
   stays one matrix product over stored gallery embeddings.
 
-Introduced in chapter "DQE-CIR".
+Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class AttributeWeights(nn.Module):
 
     The output layer starts at zero, so training starts from equal weights.
 
-    Shapes: ``text_features [B, D]`` → ``[B, 1 + A]``. Introduced in chapter "DQE-CIR".
+    Shapes: ``text_features [B, D]`` → ``[B, 1 + A]``. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
 
     def __init__(self, dim: int, n_attributes: int, hidden_dim: int | None = None, dropout=0.1):
@@ -94,7 +94,7 @@ class AttributeSubQuery(nn.Module):
     the module docstring for the formulas. The gate bias starts at -2 (:math:`g \approx 0.12`):
     an edit changes few tokens, so the sub-query starts close to the reference's own map.
 
-    Introduced in chapter "DQE-CIR".
+    Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
 
     def __init__(
@@ -143,7 +143,7 @@ class AttributeWeightedCombiner(nn.Module):
     ``W`` and count ``T`` come from the features, so the same head runs on the toy encoder
     (9 × 128) and on open_clip models.
 
-    Introduced in chapter "DQE-CIR".
+    Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
 
     def __init__(
