@@ -3,6 +3,7 @@
 from cirlib.losses.attribute_margin import attribute_margin_loss
 from cirlib.losses.batch_classification import batch_classification_loss
 from cirlib.losses.blend import blend_losses
+from cirlib.losses.cala_losses import additive_cala_loss, convex_cala_loss
 from cirlib.losses.clip_contrastive import clip_contrastive_loss
 from cirlib.losses.margin_ranking import margin_ranking_loss
 from cirlib.losses.multi_schema_interaction import multi_schema_interaction_loss
@@ -19,11 +20,13 @@ from cirlib.losses.uncertainty import (
 )
 
 __all__ = [
+    "additive_cala_loss",
     "aleatoric_loss",
     "attribute_margin_loss",
     "batch_classification_loss",
     "blend_losses",
     "clip_contrastive_loss",
+    "convex_cala_loss",
     "feature_spread",
     "margin_ranking_loss",
     "multi_schema_interaction_loss",
