@@ -1,0 +1,194 @@
+"""The method registry: every method trains and embeds through it, unknown names are refused,
+its checkpoint names are the chapters' own, and its default options reproduce the chapters'
+settings fingerprints (so the comparison loads the chapters' checkpoints instead of retraining)."""
+
+import random
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from cirlib.config import resolve
+from cirlib.data.features import SplitFeatures, encoder_id
+from cirlib.data.records import CIRSplit, Triplet
+from cirlib.data.toyworld.world import generate_split
+from cirlib.methods.cala import train_cala
+from cirlib.methods.combiner import train_combiner
+from cirlib.methods.dqe import DQESettings, train_dqe
+from cirlib.methods.mapnet import TOY_SETTINGS, train_mapnet
+from cirlib.methods.mgur import train_mgur
+from cirlib.registry import METHODS, checkpoint_path, get_method, profile_options
+
+REPO = Path(__file__).resolve().parents[3]
+NAMES = ["combiner", "mgur", "cala", "mapnet", "dqe"]
+
+
+def _toy_split(n_groups=10, seed=0):
+    """A toy split generated in memory: real edits, edit types, subsets and valid targets."""
+    toy = generate_split("train", n_groups, random.Random(seed), set(), distractors=2)
+    triplets = [
+        Triplet(
+            q.pair_id,
+            q.reference,
+            (q.texts[0],),
+            q.texts[0],
+            q.target,
+            q.members,
+            q.valid_targets,
+            {"edit_type": q.edit.type, "granularity": q.granularity},
+        )  # fmt: skip
+        for q in toy.queries
+    ]
+    return CIRSplit("train", triplets, list(toy.scenes), {})
+
+
+def _features(split, dim=8, n_tokens=4, width=6, length=7, text_width=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n, q = len(split.gallery), len(split.triplets)
+    lengths = torch.randint(2, length + 1, (q,), generator=g)
+    return SplitFeatures(
+        images=torch.randn(n, dim, generator=g),
+        texts=torch.randn(q, dim, generator=g),
+        reference_index=torch.tensor([split.index_of(t.reference) for t in split.triplets]),
+        target_index=torch.tensor([split.index_of(t.target) for t in split.triplets]),
+        image_tokens=torch.randn(n, n_tokens, width, generator=g).half(),
+        text_tokens=torch.randn(q, length + 3, text_width, generator=g).half(),
+        text_mask=torch.arange(length + 3)[None, :] < lengths[:, None],
+    )
+
+
+@pytest.fixture(scope="module")
+def data():
+    split = _toy_split()
+    return split, _features(split)
+
+
+@pytest.fixture
+def cfg():
+    return resolve("smoke", epochs=1, batch_size=16, device="cpu")
+
+
+def test_registry_holds_the_five_methods_with_their_chapters():
+    assert list(METHODS) == NAMES
+    for name, spec in METHODS.items():
+        assert spec.name == name and (REPO / f"{spec.chapter}.ipynb").exists()
+    assert [METHODS[n].needs_tokens for n in NAMES] == [False, False, True, True, True]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_method_trains_one_epoch_and_embeds_unit_rows(name, data, cfg, tmp_path):
+    split, feats = data
+    spec = get_method(name)
+    ckpt = tmp_path / f"{name}.pt"
+    model = spec.train(feats, cfg, seed=0, split=split, checkpoint=ckpt)
+    assert isinstance(model, torch.nn.Module) and ckpt.exists()
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+    q = spec.queries(model, feats)
+    g = spec.gallery(model, feats) if spec.gallery is not None else feats.images
+    assert q.shape[0] == len(split.triplets) and g.shape[0] == len(split.gallery)
+    assert q.shape[1] == g.shape[1]
+    assert torch.isfinite(q).all()
+    torch.testing.assert_close(q.norm(dim=-1), torch.ones(len(q)))
+    if spec.gallery is not None:
+        torch.testing.assert_close(g.norm(dim=-1), torch.ones(len(g)))
+    # the chapters' own call with the same checkpoint loads it: same settings fingerprint
+    again = spec.train(feats, cfg, seed=0, split=split, checkpoint=ckpt)
+    torch.testing.assert_close(spec.queries(again, feats), q)
+
+
+def test_unknown_method_lists_the_known_ones():
+    with pytest.raises(ValueError, match="nope") as err:
+        get_method("nope")
+    for name in NAMES:
+        assert name in str(err.value)
+
+
+def test_options_override_defaults_and_change_the_fingerprint(data, cfg, tmp_path):
+    split, feats = data
+    ckpt = tmp_path / "mgur.pt"
+    get_method("mgur").train(feats, cfg, seed=0, split=split, checkpoint=ckpt)
+    with pytest.raises(ValueError, match="other settings"):
+        get_method("mgur").train(feats, cfg, seed=0, split=split, checkpoint=ckpt, augmenter=None)
+
+
+def test_dqe_refuses_to_train_without_its_split(data, cfg):
+    with pytest.raises(ValueError, match="split"):
+        get_method("dqe").train(data[1], cfg, seed=0, split=None)
+
+
+# How each chapter calls its recipe for the main run (notebooks/0[3-7]_*.ipynb, toy profile).
+def _chapter_call(name, feats, split, cfg, ckpt):
+    if name == "combiner":
+        return train_combiner(feats, cfg, seed=0, checkpoint=ckpt)
+    if name == "mgur":
+        return train_mgur(feats, cfg, seed=0, checkpoint=ckpt)
+    if name == "cala":
+        return train_cala(feats, cfg, seed=0, checkpoint=ckpt, branch_dim=64, compositor_layers=2)
+    if name == "mapnet":
+        return train_mapnet(feats, cfg, seed=0, checkpoint=ckpt, **dict(TOY_SETTINGS))
+    return train_dqe(feats, cfg, seed=0, split=split, settings=DQESettings(), checkpoint=ckpt)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_registry_defaults_reproduce_the_chapters_fingerprint(name, data, cfg, tmp_path):
+    """A checkpoint written by the chapter's call is loaded by the registry (no retraining:
+    the file is untouched) and vice versa ``fit`` would refuse mismatched settings."""
+    split, feats = data
+    ckpt = tmp_path / f"{name}.pt"
+    chapter = _chapter_call(name, feats, split, cfg, ckpt).model
+    before = ckpt.stat().st_mtime_ns
+    model = get_method(name).train(feats, cfg, seed=0, split=split, checkpoint=ckpt)
+    assert ckpt.stat().st_mtime_ns == before
+    spec = get_method(name)
+    torch.testing.assert_close(spec.queries(model, feats), spec.queries(chapter, feats))
+
+
+def test_paper_profile_options_follow_the_chapters():
+    paper = resolve("paper", device="cpu")
+    assert "branch_dim" not in profile_options("cala", paper)
+    assert profile_options("cala", resolve("toy"))["branch_dim"] == 64
+    assert profile_options("mapnet", paper)["n_schemas"] == 32
+    assert profile_options("mapnet", resolve("toy")) == dict(TOY_SETTINGS)
+
+
+# --- checkpoint names: evaluated from the chapters' own source code ----------------------
+
+
+def _chapter_checkpoint_names(stem: str, method: str, cfg, seed: int) -> set[str]:
+    """Evaluate every ``f"...-s{seed}.pt"`` checkpoint template of a chapter with that chapter's
+    ``tag`` (a module-level ``tag = ...`` line, else DQE's "main" run tag) and ``name=method``;
+    templates that need other variables (ablation keys) are skipped."""
+    nb = nbformat.read(REPO / "notebooks" / f"{stem}.ipynb", as_version=4)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    templates = re.findall(r'f"([^"\n]*-s\{seed\}\.pt)"', source)
+    assert templates, f"no checkpoint name template found in {stem}"
+    scope = {"cfg": cfg, "enc": encoder_id(cfg.encoder, cfg.encoder_pretrained), "seed": seed}
+    tag_lines = re.findall(r"^tag = (.+)$", source, flags=re.M)
+    scope["tag"] = eval(tag_lines[0], dict(scope)) if tag_lines else "main"
+    names = set()
+    for template in templates:
+        try:
+            names.add(eval(f'f"{template}"', {**scope, "name": method}))
+        except NameError:
+            continue
+    return names
+
+
+@pytest.mark.parametrize("profile", ["smoke", "toy", "paper"])
+@pytest.mark.parametrize("name", NAMES)
+def test_checkpoint_names_are_the_chapters(name, profile):
+    cfg = resolve(profile, device="cpu")
+    stem = Path(METHODS[name].chapter).name
+    expected = _chapter_checkpoint_names(stem, name, cfg, seed=2)
+    path = checkpoint_path(cfg, name, 2)
+    assert path.name in expected, (path.name, expected)
+    assert path.parent.name == "checkpoints"
+
+
+def test_tagged_runs_get_their_tag():
+    cfg = resolve("toy", device="cpu")
+    assert checkpoint_path(cfg, "mgur", 1, tag="blend-off").name.startswith("mgur-blend-off-toy-")
+    assert checkpoint_path(cfg, "dqe", 1).name.startswith("dqe-main-toy-")
+    assert checkpoint_path(cfg, "combiner", 0) != checkpoint_path(cfg, "combiner", 1)
