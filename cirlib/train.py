@@ -9,7 +9,10 @@
 * **guards against NaN/inf**: a non-finite loss stops training with a message that says what
   to do, and the last good checkpoint stays on disk untouched;
 * uses mixed precision when asked (fp16 + gradient scaling on CUDA, bfloat16 on CPU), on any
-  device.
+  device;
+* **runs on several processes** with ``distributed=True`` under ``torchrun``: each rank takes a
+  contiguous slice of every global batch, DDP averages the gradients, only rank 0 writes the
+  checkpoint (see :mod:`cirlib.distributed`).
 
 Introduced in chapter "The Combiner baseline"; every method chapter reuses it.
 """
@@ -63,6 +66,7 @@ def fit(
     eval_fn: Callable[[torch.nn.Module], dict] | None = None,
     stop_after_epoch: int | None = None,
     desc: str = "train",
+    distributed: bool = False,
 ) -> FitResult:
     """Train ``model`` with Adam for ``epochs`` over ``n_samples`` indices.
 
@@ -75,6 +79,12 @@ def fit(
         and compared on load, so a checkpoint from other settings is never silently reused.
     eval_fn : called after each epoch in eval mode; its dict joins that epoch's history.
     stop_after_epoch : stop early after this epoch (used to demonstrate and test resuming).
+    distributed : when a process group with several ranks is initialised (torchrun), wrap the
+        model in DDP and give ``loss_fn`` this rank's contiguous slice of each global batch
+        (``batch_size`` is the global batch and must be a multiple of the number of ranks). The
+        loss must gather across ranks (:func:`cirlib.distributed.global_batch`) to equal the
+        single-process loss. Only rank 0 writes the checkpoint and runs ``eval_fn``; its record
+        is shared with the other ranks. Without a process group this flag changes nothing.
     """
     device = torch.device(device)
     model.to(device)
@@ -109,8 +119,27 @@ def fit(
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
 
+    ddp = None
+    if distributed:
+        from cirlib import distributed as ddp
+
+        if not ddp.is_distributed():
+            ddp = None
+    if ddp is not None:
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        if batch_size % world:
+            raise ValueError(
+                f"batch_size {batch_size} is the global batch and must be a multiple of the "
+                f"{world} processes"
+            )
+        train_model = ddp.wrap_ddp(model, device)
+    else:
+        rank, train_model = 0, model
+
     trained = 0
-    bar = tqdm(range(start, epochs), desc=desc, initial=start, total=epochs)
+    # Only rank 0 shows a bar; passing disable=False would override the TQDM_DISABLE variable.
+    quiet = {"disable": True} if rank != 0 else {}
+    bar = tqdm(range(start, epochs), desc=desc, initial=start, total=epochs, **quiet)
     for epoch in bar:
         model.train()
         order = torch.randperm(n_samples, generator=gen)
@@ -118,8 +147,10 @@ def fit(
         total = 0.0
         for b in range(n_batches):
             idx = order[b * batch_size : (b + 1) * batch_size]
+            if ddp is not None:
+                idx = ddp.rank_slice(idx, rank, world)
             with torch.autocast(device.type, dtype=dtype, enabled=amp):
-                loss = loss_fn(model, idx)
+                loss = loss_fn(train_model, idx)
             if not torch.isfinite(loss):
                 where = f"epoch {epoch + 1}, batch {b + 1}"
                 kept = f"the last good checkpoint ({path}, epoch {start + trained})" if path else ""
@@ -134,14 +165,18 @@ def fit(
             scaler.update()
             total += loss.detach().item()
         record = {"epoch": epoch + 1, "loss": total / n_batches}
-        if eval_fn is not None:
+        if eval_fn is not None and rank == 0:
             model.eval()
             with torch.no_grad():
                 record.update(eval_fn(model))
+        if eval_fn is not None and ddp is not None:
+            shared = [record]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            record = shared[0]
         history.append(record)
         trained += 1
         bar.set_postfix(loss=f"{record['loss']:.4f}")
-        if path is not None:
+        if path is not None and rank == 0:
             atomic_torch_save(
                 path,
                 {
@@ -156,6 +191,8 @@ def fit(
                     "settings": settings or {},
                 },
             )
+        if path is not None and ddp is not None:
+            ddp.barrier()  # no rank runs ahead of (or resumes from) a checkpoint still being written
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
     model.eval()
