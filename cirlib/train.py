@@ -133,6 +133,10 @@ def fit(
                 f"{world} processes"
             )
         train_model = ddp.wrap_ddp(model, device)
+        if rank > 0:
+            # Same seed everywhere would give every rank the same dropout masks for its rows;
+            # derive a stream per rank from rank 0's state (also after a resume).
+            torch.manual_seed(int(torch.randint(2**62, (1,))) + rank)
     else:
         rank, train_model = 0, model
 
