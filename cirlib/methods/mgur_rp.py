@@ -1,0 +1,154 @@
+r"""A combination no paper tried: MGUR's uncertainty objective plus MAPNet's relaxed proximity.
+
+Both papers attack the same problem from opposite sides: a query of a CIR dataset often has more
+valid targets than the one annotated. MGUR softens the *positive* (the target becomes a Gaussian
+cloud early in training, :mod:`cirlib.methods.mgur`); MAPNet's RPLoss softens the *negatives*
+(a batch target that looks like the query's own target is pushed less, or pulled,
+:func:`cirlib.losses.relaxed_proximity_loss`). On the Combiner head, with :math:`q_i` the
+composed query, :math:`\hat t_j` the frozen unit target features and
+:math:`W = \mathrm{negative\_confidence}(\hat t; \sigma)`:
+
+.. math::
+
+    \mathcal{L} = \underbrace{\gamma_e \mathcal{L}_{coarse} + (1-\gamma_e) \mathcal{L}_{BBC}}_{
+        \text{MGUR}} + \lambda_{RP}\, \mathcal{L}_{RP}(q, \hat t; W, \gamma)
+
+MGUR's terms and schedule are :func:`~cirlib.methods.mgur.mgur_loss` unchanged; RP uses
+MAPNet's README values (:math:`\sigma = 0.6`, :math:`\gamma = 0.5`) and weight 1 (MAPNet's
+chapter default). The head is the Combiner, so inference is the Combiner's.
+
+Introduced in chapter "Comparing the methods".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cirlib.losses.relaxed_proximity import negative_confidence, relaxed_proximity_loss
+from cirlib.methods.combiner import combiner_queries
+from cirlib.methods.mapnet import TOY_SETTINGS as MAPNET_SETTINGS
+from cirlib.methods.mgur import _checkpoint_epoch, matched_feature_norm, mgur_loss
+from cirlib.models.combiner import Combiner
+from cirlib.registry import MethodSpec
+from cirlib.train import FitResult, fit
+
+RP_DEFAULTS = {
+    "sigma": MAPNET_SETTINGS["sigma"],
+    "gamma": MAPNET_SETTINGS["gamma"],
+    "rp_weight": MAPNET_SETTINGS["rp_weight"],
+}
+
+
+def mgur_rp_loss(
+    features,
+    *,
+    epochs: int,
+    batches_per_epoch: int,
+    start_epoch: int = 0,
+    sigma: float = RP_DEFAULTS["sigma"],
+    gamma: float = RP_DEFAULTS["gamma"],
+    rp_weight: float = RP_DEFAULTS["rp_weight"],
+    device="cpu",
+    **mgur_options,
+):
+    """``loss_fn(model, idx)`` for :func:`cirlib.train.fit`: MGUR's loss on the batch plus
+    ``rp_weight`` times the relaxed proximity loss between the same composed queries and the
+    frozen targets (one forward pass: the queries MGUR's closure computes are read back with a
+    forward hook, so dropout draws and cost are MGUR's own). ``rp_weight=0`` is exactly MGUR.
+
+    Introduced in chapter "Comparing the methods".
+    """
+    mgur = mgur_loss(
+        features,
+        epochs=epochs,
+        batches_per_epoch=batches_per_epoch,
+        start_epoch=start_epoch,
+        device=device,
+        **mgur_options,
+    )
+    targets = features.images[features.target_index].to(device)
+
+    def loss_fn(model, idx):
+        captured = []
+        handle = model.register_forward_hook(lambda _m, _args, out: captured.append(out))
+        try:
+            loss = mgur(model, idx)
+        finally:
+            handle.remove()
+        if not rp_weight:
+            return loss
+        t = targets[idx.to(device)]
+        return loss + rp_weight * relaxed_proximity_loss(
+            captured[-1], t, negative_confidence(t, sigma), gamma
+        )
+
+    loss_fn.clock = mgur.clock
+    return loss_fn
+
+
+def train_mgur_rp(
+    train_features,
+    cfg,
+    *,
+    seed: int,
+    checkpoint: str | Path | None = None,
+    eval_fn=None,
+    sigma: float = RP_DEFAULTS["sigma"],
+    gamma: float = RP_DEFAULTS["gamma"],
+    rp_weight: float = RP_DEFAULTS["rp_weight"],
+    dropout: float = 0.5,
+    **mgur_options,
+) -> FitResult:
+    """Train a Combiner with :func:`mgur_rp_loss` on the profile's epochs, batch size and
+    learning rate (every method's budget); ``mgur_options`` are :func:`train_mgur`'s.
+
+    Introduced in chapter "Comparing the methods".
+    """
+    torch.manual_seed(seed)
+    dim = train_features.images.shape[1]
+    model = Combiner(dim, dropout=dropout)
+    n = len(train_features.texts)
+    mgur_options.setdefault("feature_norm", matched_feature_norm(dim))
+    rp = {"sigma": sigma, "gamma": gamma, "rp_weight": rp_weight}
+    loss_fn = mgur_rp_loss(
+        train_features,
+        epochs=cfg.epochs,
+        batches_per_epoch=max(1, n // cfg.batch_size),
+        start_epoch=_checkpoint_epoch(checkpoint),
+        device=cfg.device,
+        **rp,
+        **mgur_options,
+    )
+    return fit(
+        model,
+        loss_fn,
+        n,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=seed,
+        checkpoint=checkpoint,
+        settings={"method": "mgur_rp", "dropout": dropout, **rp, **mgur_options},
+        device=cfg.device,
+        amp=cfg.amp,
+        eval_fn=eval_fn,
+        desc=f"MGUR + RP seed {seed}",
+    )
+
+
+def _train(train_features, cfg, *, seed, split=None, checkpoint=None, **options):
+    return train_mgur_rp(train_features, cfg, seed=seed, checkpoint=checkpoint, **options).model
+
+
+MGUR_RP = MethodSpec(
+    name="mgur_rp",
+    title="MGUR + RP (new)",
+    chapter="notebooks/08_comparison",
+    needs_tokens=False,
+    train=_train,
+    queries=combiner_queries,
+    gallery=None,
+    defaults=dict(RP_DEFAULTS),
+)
