@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from cirlib.data.records import CIRSplit
+from cirlib.eval.index import best_valid_ranks_from_topk, make_index, ranks_from_topk
 from cirlib.eval.ranking import best_valid_ranks, subset_ranks, target_ranks
 from cirlib.eval.recall import recall_at_k
 
@@ -35,11 +36,17 @@ def evaluate(
     subset_ks: Iterable[int] = SUBSET_KS,
     by: Iterable[str] = ("edit_type", "granularity"),
     gallery: torch.Tensor | None = None,
+    index=None,
 ) -> dict:
     """All metrics for ``queries`` (``[Q, D]``, one row per triplet, L2-normalised).
 
     ``gallery`` replaces the frozen image features (``features.images``) for methods that embed
     gallery images with a trained module of their own; rows follow ``split.gallery``.
+
+    ``index`` (opt-in, for large galleries): ``"exact"`` or ``"faiss"`` builds a top-k index
+    (:mod:`cirlib.eval.index`) over the normalised gallery, or pass one already built over it.
+    ``R@K`` and ``mR@K`` then come from each query's top ``max(ks)`` (the same numbers with the
+    exact index; with FAISS up to ties within float32 rounding); ``Rs@K`` stays exact.
 
     Returns ``{"all": {...}, "<meta key>": {value: {...}}}`` with percentages; keys ``R@K``,
     ``Rs@K`` (if subsets), ``mR@K`` (if valid targets), ``Avg`` = (R@5 + Rs@1)/2, and ``n``.
@@ -52,14 +59,25 @@ def evaluate(
             f"split {split.name!r} has queries without a target (a test split); evaluate on a "
             "split with targets, or write a CIRR submission file instead"
         )
-    ranks = {"R": target_ranks(q, gallery, tgt, ref)}
     trip = split.triplets
+    if index is None:
+        ranks = {"R": target_ranks(q, gallery, tgt, ref)}
+    else:
+        if isinstance(index, str):
+            index = make_index(gallery, index)
+        if index.size != len(gallery):
+            raise ValueError(f"the index holds {index.size} rows, the gallery {len(gallery)}")
+        top_ids = index.search(q, min(max(ks), len(gallery) - 1), exclude=ref)[1]
+        ranks = {"R": ranks_from_topk(top_ids, tgt)}
     if all(t.subset for t in trip):
         subsets = torch.tensor([[split.index_of(n) for n in t.subset] for t in trip])
         ranks["Rs"] = subset_ranks(q, gallery, subsets, tgt, ref)
     if all(t.valid_targets for t in trip):
         valid = [[split.index_of(n) for n in t.valid_targets] for t in trip]
-        ranks["mR"] = best_valid_ranks(q, gallery, valid, ref)
+        if index is None:
+            ranks["mR"] = best_valid_ranks(q, gallery, valid, ref)
+        else:
+            ranks["mR"] = best_valid_ranks_from_topk(top_ids, valid)
 
     def summarise(r: dict[str, torch.Tensor]) -> dict[str, float]:
         out = dict(recall_at_k(r["R"], ks, "R"))
