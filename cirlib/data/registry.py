@@ -6,6 +6,12 @@
 * ``cirr`` — the real CIRR under ``$CIRLIB_DATA_DIR/cirr`` (annotations + NLVR2 images in the
   CLIP4Cir layout). CIRR's test1 targets are private, so ``"test"`` is the val split, as in
   every CIRR paper's ablations; test-server files are written from test1 separately.
+* ``fashion200k`` and ``shoes`` — under ``$CIRLIB_DATA_DIR/<dataset>``. Neither has a
+  validation split: papers select and report on the test split (MGUR's "best epoch on the
+  evaluated split"), so ``"val"`` and ``"test"`` are the same split, which chapters must say.
+  Images without a file are skipped with one warning (``missing_images="skip"``).
+
+Each real dataset is installed by ``python data_scripts/prepare_<dataset>.py <downloaded folder>``.
 
 Chapters call this instead of naming a dataset, so the same chapter runs on either.
 """
@@ -13,11 +19,21 @@ Chapters call this instead of naming a dataset, so the same chapter runs on eith
 from __future__ import annotations
 
 from cirlib.data.cirr import load_cirr
+from cirlib.data.fashion200k import load_fashion200k
 from cirlib.data.records import CIRSplit, DatasetError
+from cirlib.data.shoes import load_shoes
 from cirlib.data.toy import load_toy, prepare_toyworld
 from cirlib.paths import subdir
 
-DATASETS = ("toy", "cirr")
+DATASETS = ("toy", "cirr", "fashion200k", "shoes")
+
+
+def _not_prepared(name: str, root, what: str) -> DatasetError:
+    return DatasetError(
+        f"{name} is not prepared under {root}: run `python data_scripts/prepare_"
+        f"{name.lower()}.py <folder with {what}>`, as described in book/setup.md "
+        '("Real datasets"), or run the toy profile'
+    )
 
 
 def load_splits(cfg) -> dict[str, CIRSplit]:
@@ -27,13 +43,27 @@ def load_splits(cfg) -> dict[str, CIRSplit]:
     if cfg.dataset == "cirr":
         root = subdir("cirr")
         if not (root / "captions").is_dir():
-            raise DatasetError(
-                f"CIRR is not prepared under {root}: put the annotation folders (captions/, "
-                "image_splits/) and the NLVR2 image folders there, as described in book/setup.md "
-                '("Real datasets"), or run the toy profile'
-            )
+            raise _not_prepared("CIRR", root, "the CIRR annotations and the NLVR2 images")
         val = load_cirr(root, "val", check_images=True)
         return {"train": load_cirr(root, "train", check_images=True), "val": val, "test": val}
+    if cfg.dataset == "fashion200k":
+        root = subdir("fashion200k")
+        if not (root / "labels").is_dir():
+            raise _not_prepared("Fashion200k", root, "labels/, test_queries.txt and women/")
+        # The training queries are part of the dataset, not of a run: one fixed seed.
+        test = load_fashion200k(root, "test", missing_images="skip")
+        train = load_fashion200k(root, "train", missing_images="skip", seed=0)
+        return {"train": train, "val": test, "test": test}
+    if cfg.dataset == "shoes":
+        root = subdir("shoes")
+        if not (root / "relative_captions_shoes.json").is_file():
+            raise _not_prepared("Shoes", root, "the Shoes annotation files and images")
+        test = load_shoes(root, "test", missing_images="skip")
+        return {
+            "train": load_shoes(root, "train", missing_images="skip"),
+            "val": test,
+            "test": test,
+        }
     raise DatasetError(
         f"profile dataset {cfg.dataset!r} has no split loader yet; known: {DATASETS}. FashionIQ "
         "is evaluated per category (cirlib.data.fashioniq.load_fashioniq)"
