@@ -370,7 +370,7 @@ def render(result: dict, size: float = 1.5):
     """
     k = result["k"]
     fig = plt.figure(figsize=(max(size * (k + 1), 7.5), size * 1.5 + 3.0))
-    grid = fig.add_gridspec(2, k + 1, height_ratios=[size * 1.3, 3.0], hspace=0.55)
+    grid = fig.add_gridspec(2, k + 1, height_ratios=[size * 1.3, 3.0], hspace=0.35)
     ref_title = result["reference_name"] or "typed scene"
     _show_scene(fig.add_subplot(grid[0, 0]), result["reference_scene"], result["image_size"],
                 "black", f"reference\n{ref_title}")  # fmt: skip
