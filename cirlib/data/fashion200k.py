@@ -23,10 +23,17 @@ Evaluation convention (``shared/research/methods.md`` sections 8.3 and 9.3):
 * Hit: **any** gallery image whose caption equals the target caption, so every query carries
   :attr:`~cirlib.data.records.Triplet.valid_targets` (all such images) and the protocol's
   Recall@K is the ``mR@K`` of :func:`cirlib.eval.evaluate.evaluate` (its ``R@K`` counts only the
-  one image ``test_queries.txt`` names). Metrics R@1, R@10, R@50.
+  one image ``test_queries.txt`` names). Metrics R@1, R@10, R@50:
+
+  .. math:: \mathrm{R@K} = \frac{1}{|Q|} \sum_{q \in Q}
+            \mathbb{1}\Big[\min_{g \in V_q \setminus \{r_q\}} \mathrm{rank}_q(g) < K\Big],
+            \qquad V_q = \{\, g : \mathrm{caption}(g) = \mathrm{caption}(t_q) \,\},
+
+  with :math:`r_q` the reference, :math:`t_q` the named target and ranks counted after
+  :math:`r_q` is removed.
 * The reference image is removed from the ranking (TIRG). MGUR additionally removes every image
-  whose caption equals the reference's; those are never hits (their caption differs from the
-  target's), so MGUR's numbers can only be higher or equal. ``meta["reference_caption"]`` keeps
+  whose caption equals the reference's; when the two captions differ (every query whose captions
+  differ in a word) those images are never hits, so MGUR's numbers can only be higher or equal. ``meta["reference_caption"]`` keeps
   what such a filter needs.
 
 Training queries are not shipped. ``"train"`` builds them once, reproducibly from ``seed``
@@ -110,7 +117,9 @@ def read_fashion200k_labels(path: Path) -> list[tuple[str, float, str]]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise DatasetError(f"{path}: not a UTF-8 text file ({err}); {_FIX_HINT}") from None
-    for number, line in enumerate(text.splitlines(), start=1):
+    # split("\n"), not splitlines(): a caption may hold other Unicode line-break characters.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
 
@@ -262,7 +271,7 @@ def _test_queries(
         )
     triplets = []
     self_pairs = 0
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         fields = line.split()
         if not fields:
             continue

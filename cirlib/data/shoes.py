@@ -1,4 +1,4 @@
-"""Loader for Shoes (relative captions of the "Dialog-based interactive image retrieval" release).
+r"""Loader for Shoes (relative captions of the "Dialog-based interactive image retrieval" release).
 
 On-disk layout (the annotation files of XiaoxiaoGuo/fashion-retrieval ``dataset/`` as released,
 plus one flat image folder that ``data_scripts/prepare_shoes.py`` builds from the Attribute
@@ -24,7 +24,9 @@ Evaluation convention (``shared/research/methods.md`` sections 8.4 and 9.4):
 * Queries: one per caption entry; the text is the relative caption with surrounding white space
   removed; one target per query (no ``valid_targets``).
 * Hit: the annotated target in the first K after the **reference is removed** from the ranking
-  (what :func:`cirlib.eval.evaluate.evaluate` does); metrics R@1, R@10, R@50.
+  (what :func:`cirlib.eval.evaluate.evaluate` does); metrics R@1, R@10, R@50:
+  :math:`\mathrm{R@K} = \frac{1}{|Q|}\sum_{q} \mathbb{1}[\mathrm{rank}_q(t_q) < K]`, ranks over
+  the gallery without the reference :math:`r_q`.
 * Self-pairs: 27 real entries (26 train, 1 test) name the same image as reference and target.
   With the reference removed such a query can never be answered (papers count it as a miss), and
   the evaluator refuses a target equal to the excluded reference, so these entries are dropped

@@ -321,6 +321,15 @@ def test_repeated_path_kept_once_with_warning(tmp_path):
     assert split.triplets[2].meta["reference_caption"] == "blue pleated midi skirt"
 
 
+def test_windows_line_endings_read_the_same(tmp_path):
+    root = _write_f200k(tmp_path, images=False)
+    expected = load_fashion200k(root, "test")
+    for path in [*root.glob("labels/*.txt"), root / "test_queries.txt"]:
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    loaded = load_fashion200k(root, "test")
+    assert loaded.gallery == expected.gallery and loaded.triplets == expected.triplets
+
+
 def test_unknown_split_and_missing_folder(tmp_path):
     with pytest.raises(DatasetError, match="prepare_fashion200k.py"):
         load_fashion200k(tmp_path / "nowhere", "test")
