@@ -585,6 +585,15 @@ def main(argv=None, dataset: str | None = None) -> int:
     if images is not None and not images.is_dir():
         print(f"error: image folder {images} does not exist", file=sys.stderr)
         return 1
+    for given in (source, images):
+        # Installing replaces dest: links into it would dangle once the old copy is removed.
+        if given is not None and given.resolve().is_relative_to(dest.resolve()):
+            print(
+                f"error: {given} is inside the destination {dest}; point at the folder you "
+                f"downloaded, not at a prepared copy",
+                file=sys.stderr,
+            )
+            return 1
     try:
         plan = PLANNERS[args.dataset](source, images, args)
     except (LayoutError, DatasetError) as err:

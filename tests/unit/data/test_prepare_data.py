@@ -323,6 +323,8 @@ def test_destination_rules(tmp_path, data_dir, capsys):
     # Replacing the linked install removed the links, not the user's images they pointed to.
     assert all((src / "attributedata" / "womens_pumps" / "0" / n).is_file() for n in SHOES_TEST)
     assert _leftovers(data_dir) == []
+    code, _, err = run(capsys, "shoes", dest, "--images", src, "--force")
+    assert code == 1 and "is inside the destination" in err
     other = tmp_path / "other"
     (other / "notes.txt").parent.mkdir()
     (other / "notes.txt").write_text("mine")
