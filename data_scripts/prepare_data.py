@@ -274,7 +274,7 @@ def plan_fashioniq(source: Path, images: Path | None, args) -> Plan:
     if args.annotations_only:
         plan.notes.append("annotations only: no image was looked for or linked")
     else:
-        image_root = images or (source / "images")
+        image_root = images or source  # flat images/ or MGUR's image_data/<cat>/: both found
         plan.sources["images"] = str(image_root)
         found = (
             _index_files(image_root, (".jpg", ".jpeg", ".png"), key=lambda n: n.rsplit(".", 1)[0])
@@ -554,7 +554,9 @@ def parse_args(argv=None, dataset: str | None = None) -> argparse.Namespace:
     if dataset is None:
         ap.add_argument("dataset", choices=DATASETS)
     ap.add_argument("source", type=Path, help="the folder you downloaded (annotation files)")
-    ap.add_argument("--images", type=Path, help="where the images are (default: SOURCE)")
+    ap.add_argument(
+        "--images", type=Path, help="where the images are, any nesting (default: SOURCE)"
+    )
     ap.add_argument("--dest", type=Path, help="install here (default: $CIRLIB_DATA_DIR/<dataset>)")
     ap.add_argument("--check", action="store_true", help="only check and report; install nothing")
     ap.add_argument("--copy", action="store_true", help="copy images instead of linking them")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -207,7 +208,7 @@ def test_fashioniq_missing_images_are_a_count_not_an_error(tmp_path, data_dir, c
     gone = [names[5], names[10]]  # dress/val: only in the gallery; shirt/train: a target
     for asin in gone:
         next(src.glob(f"image_data/*/{asin}.jpg")).unlink()
-    code, out, err = run(capsys, "fashioniq", src, "--images", src / "image_data")
+    code, out, err = run(capsys, "fashioniq", src)  # found in image_data/<category>/
     assert code == 0, err
     assert f"2 of {len(names)} images have no file" in out and "not an error" in out
     assert "shirt/train: 0 queries (1 of 1 dropped: image missing)" in out
@@ -225,7 +226,8 @@ def test_fashioniq_missing_images_are_a_count_not_an_error(tmp_path, data_dir, c
 def test_fashioniq_without_any_image_fails_unless_annotations_only(tmp_path, data_dir, capsys):
     src = tmp_path / "fiq"
     _write_fashioniq(src)
-    code, out, _ = run(capsys, "fashioniq", src)  # images are not in SOURCE/images
+    shutil.rmtree(src / "image_data")
+    code, out, _ = run(capsys, "fashioniq", src)
     assert code == 1 and "MISSING FashionIQ images (none found)" in out
     assert "fashion-iq/issues/18" in out
     code, out, _ = run(capsys, "fashioniq", src, "--annotations-only")
