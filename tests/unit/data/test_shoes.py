@@ -20,9 +20,11 @@ from cirlib.notebook import realdata_dir
 @pytest.fixture(scope="module")
 def real_shoes() -> Path:
     base = realdata_dir()
-    root = base / "shoes" if base is not None else None
-    if root is None or not (root / "relative_captions_shoes.json").is_file():
-        pytest.skip(f"real Shoes annotations not found (looked in {root}; set CIR_REALDATA)")
+    if base is None:
+        pytest.skip("no shared/realdata beside the repository (set CIR_REALDATA to its path)")
+    root = base / "shoes"
+    if not (root / "relative_captions_shoes.json").is_file():
+        pytest.skip(f"real Shoes annotations not found under {root}")
     return root
 
 
