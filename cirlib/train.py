@@ -67,6 +67,7 @@ def fit(
     stop_after_epoch: int | None = None,
     desc: str = "train",
     distributed: bool = False,
+    optimizer: Callable[[torch.nn.Module], torch.optim.Optimizer] | None = None,
 ) -> FitResult:
     """Train ``model`` with Adam for ``epochs`` over ``n_samples`` indices.
 
@@ -85,13 +86,19 @@ def fit(
         loss must gather across ranks (:func:`cirlib.distributed.global_batch`) to equal the
         single-process loss. Only rank 0 writes the checkpoint and runs ``eval_fn``; its record
         is shared with the other ranks. Without a process group this flag changes nothing.
+    optimizer : ``optimizer(model) -> torch.optim.Optimizer`` replaces the default
+        ``Adam(lr, weight_decay)`` (e.g. AdamW over the trainable parameters for CLIP4Cir's
+        stage 1); name it in ``settings`` so checkpoints of different optimisers differ.
     """
     device = torch.device(device)
     model.to(device)
     fingerprint = settings_fingerprint(
         {"settings": settings or {}, "epochs": epochs, "bs": batch_size, "lr": lr, "seed": seed}
     )
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if optimizer is None:
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    else:
+        opt = optimizer(model)
     use_scaler = amp and device.type == "cuda" and (amp_dtype or torch.float16) == torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     dtype = amp_dtype or (torch.float16 if device.type == "cuda" else torch.bfloat16)
