@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.colors import TwoSlopeNorm
 
 from cirlib.data.features import SplitFeatures
 from cirlib.data.records import CIRSplit
@@ -36,10 +37,11 @@ from cirlib.eval.ranking import topk
 from cirlib.losses.multi_schema_interaction import schema_assignment
 from cirlib.models import backbone
 from cirlib.registry import get_method
-from cirlib.viz.gallery import TARGET, _frame
+from cirlib.viz.gallery import PLAIN, TARGET, _frame
 from cirlib.viz.toy_parse import ToyParseError, parse_edit, parse_scene
 
 NOT_VALID = "#d73027"  # a retrieved image the text does not admit
+HEAD = 30  # ranks shown next to the score histogram
 CELL_NAMES = ["".join(w[0].upper() for w in c.split("-")) for c in CELLS]  # TL, TC, ..., BR
 
 
@@ -194,8 +196,13 @@ def method_picture(method: str, model, query: SplitFeatures, context: ExplorerCo
                 "labels": labels}  # fmt: skip
     finite = scores[torch.isfinite(scores)]
     kth = float(torch.sort(finite, descending=True).values[min(k, len(finite)) - 1])
+    head_rows = torch.argsort(scores, descending=True, stable=True)[: min(HEAD, len(finite))]
+    head_scores = scores[head_rows]
+    valid_set = None if valid_rows is None else set(valid_rows)
+    head_valid = [None if valid_set is None else int(r) in valid_set for r in head_rows]
     return {"kind": "score_histogram", "scores": finite.numpy(), "kth_score": kth,
-            "valid_scores": None if valid_rows is None else scores[valid_rows].numpy()}  # fmt: skip
+            "valid_scores": None if valid_rows is None else scores[valid_rows].numpy(),
+            "head_scores": head_scores.numpy(), "head_valid": head_valid}  # fmt: skip
 
 
 # ---------------------------------------------------------------- explore
@@ -303,14 +310,18 @@ def _show_scene(ax, scene: Scene, size: int, colour: str | None, title: str) -> 
 def _draw_picture(ax, picture: dict, result: dict) -> None:
     kind = picture["kind"]
     if kind == "transport_plan":
-        plan = picture["plan"]
-        im = ax.imshow(plan * plan.shape[0], cmap="viridis", vmin=0, aspect="auto")
+        # in units of the uniform plan 1/(N_t N_q): a trained plan may differ from it by little
+        plan = picture["plan"] * picture["plan"].size
+        spread = max(float(np.abs(plan - 1).max()), 1e-6)
+        norm = TwoSlopeNorm(vcenter=1.0, vmin=1 - spread, vmax=1 + spread)
+        im = ax.imshow(plan, cmap="RdBu_r", norm=norm, aspect="auto")
         ax.set_xlabel("query schema (reference + text)")
         ax.set_ylabel("schema of result 1")
         ax.set_title(
-            f"MAPNet: transport plan × N_t (τ = {picture['tau']:g}); ● = argmax", fontsize=9
+            f"MAPNet: transport plan / uniform plan (τ = {picture['tau']:g}); ● = argmax of each row",
+            fontsize=9,
         )
-        ax.scatter(picture["assignment"], np.arange(len(plan)), c="white", s=12)
+        ax.scatter(picture["assignment"], np.arange(len(plan)), c="black", s=12)
         plt.colorbar(im, ax=ax, fraction=0.04)
     elif kind == "hinge_attention":
         att = picture["attention"]
@@ -332,8 +343,8 @@ def _draw_picture(ax, picture: dict, result: dict) -> None:
     else:
         ax.hist(picture["scores"], bins=40, color="#bdbdbd", label="gallery")
         if picture["valid_scores"] is not None and len(picture["valid_scores"]):
-            for s in picture["valid_scores"]:
-                ax.axvline(s, color=TARGET, lw=1.5)
+            for score in picture["valid_scores"]:
+                ax.axvline(score, color=TARGET, lw=1.5)
             ax.plot([], [], color=TARGET, label="valid targets")
         ax.axvline(
             picture["kth_score"], color="black", ls="--", lw=1, label=f"top-{result['k']} cut"
@@ -341,6 +352,19 @@ def _draw_picture(ax, picture: dict, result: dict) -> None:
         ax.set_xlabel("cosine(query, image)")
         ax.set_title(f"{result['title']}: scores of the gallery", fontsize=9)
         ax.legend(fontsize=7)
+
+
+def _draw_head_of_ranking(ax, picture: dict, result: dict) -> None:
+    """The first scores of the ranking as bars, valid targets green (the histogram's right end)."""
+    head = picture["head_scores"]
+    valid = picture["head_valid"]
+    colours = [PLAIN if v is None else TARGET if v else NOT_VALID for v in valid]
+    ax.bar(np.arange(1, len(head) + 1), head, color=colours)
+    low, high = float(head.min()), float(head.max())
+    ax.set_ylim(low - 0.1 * (high - low + 1e-6), high + 0.1 * (high - low + 1e-6))
+    ax.axvline(result["k"] + 0.5, color="black", ls="--", lw=1)
+    ax.set_xlabel("rank")
+    ax.set_title(f"first {len(head)} of the ranking (green: valid)", fontsize=9)
 
 
 def result_notes(result: dict) -> list[str]:
@@ -379,7 +403,12 @@ def render(result: dict, size: float = 1.5):
         colour = None if valid is None else TARGET if valid else NOT_VALID
         _show_scene(fig.add_subplot(grid[0, j + 1]), result["top_scenes"][j], result["image_size"],
                     colour, f"{j + 1}. {result['top_scores'][j]:.3f}")  # fmt: skip
-    _draw_picture(fig.add_subplot(grid[1, :]), result["picture"], result)
+    if result["picture"]["kind"] == "score_histogram":
+        split = (k + 1) // 2 + 1
+        _draw_picture(fig.add_subplot(grid[1, :split]), result["picture"], result)
+        _draw_head_of_ranking(fig.add_subplot(grid[1, split:]), result["picture"], result)
+    else:
+        _draw_picture(fig.add_subplot(grid[1, :]), result["picture"], result)
     notes = result_notes(result)
     head = f"{result['title']}: “{result['text']}”"
     fig.suptitle("\n".join([head, *notes]), fontsize=9, y=1.0 + 0.03 * len(notes))

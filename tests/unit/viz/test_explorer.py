@@ -158,6 +158,13 @@ def test_every_method_has_its_picture(context):
             plan = torch.tensor(picture["plan"])
             torch.testing.assert_close(plan.sum(1), torch.full((len(plan),), 1 / len(plan)),
                                        atol=1e-3, rtol=0)  # fmt: skip
+        if picture["kind"] == "score_histogram":  # the head of the ranking, valid ones marked
+            assert picture["head_scores"][: result["k"]].tolist() == result["top_scores"]
+            valid = set(result["valid_rows"])
+            order = torch.argsort(result["scores"], descending=True, stable=True)
+            assert picture["head_valid"] == [
+                int(r) in valid for r in order[: len(picture["head_valid"])]
+            ]
         if picture["kind"] == "hinge_attention":  # a softmax over target cells per row
             rows = torch.tensor(picture["attention"]).sum(1)
             torch.testing.assert_close(rows, torch.ones_like(rows))
