@@ -94,6 +94,14 @@ def test_search_refuses_bad_requests():
         index.search(_unit(2, 3), 1)
     with pytest.raises(ValueError, match="unknown index kind"):
         make_index(_unit(5, 4), "annoy")
+    broken = _unit(50, 4)
+    broken[37, 2] = float("nan")
+    with pytest.raises(ValueError, match="non-finite gallery features in rows 32"):
+        ExactIndex(broken, gallery_block=16).search(_unit(2, 4), 3)
+    queries = _unit(3, 4)
+    queries[1, 0] = float("inf")
+    with pytest.raises(ValueError, match="non-finite query features"):
+        index.search(queries, 1)
 
 
 def test_faiss_flat_gives_the_exact_top_k():
