@@ -1,4 +1,4 @@
-"""Estimate the GPU memory of the paper profile's training steps, without a GPU.
+"""Estimate the GPU memory and arithmetic of the paper profile's training steps, without a GPU.
 
 The models are built on PyTorch's ``meta`` device (shapes only, no weights, no arithmetic), and
 a forward pass records every tensor autograd saves for the backward pass. From that:
@@ -15,6 +15,11 @@ activations in float32 (under fp16 autocast most are stored in half precision, s
 activation figure is lower, down to about half). The attention matrices are counted as the
 plain ("math") attention stores them; fused GPU attention kernels store less.
 
+Arithmetic: forward FLOPs are counted by ``torch.utils.flop_counter`` on the same meta models
+(2 per multiply-add); a training step costs about 3x the forward pass (backward ~2x), about 4x
+with gradient checkpointing (one more forward of the checkpointed blocks). Time per epoch is
+these FLOPs divided by the rate your GPU sustains, which only a run on that GPU can tell.
+
     python data_scripts/estimate_memory.py                      # RN50x4 and ViT-L-14
     python data_scripts/estimate_memory.py --models RN50x4 --batch 128 512
 """
@@ -27,6 +32,7 @@ import logging
 import open_clip
 import torch
 from open_clip.modified_resnet import ModifiedResNet
+from torch.utils.flop_counter import FlopCounterMode
 
 from cirlib.models.combiner import Combiner
 
@@ -96,11 +102,21 @@ def activation_bytes(model, image_size: int, context: int, batch: int = 2) -> di
     }
 
 
+def forward_flops(fn, *args) -> float:
+    """FLOPs of ``fn(*args)`` counted on meta tensors (no arithmetic is run)."""
+    with FlopCounterMode(display=False) as counter:
+        fn(*args)
+    return float(counter.get_total_flops())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["RN50x4", "ViT-L-14"])
     parser.add_argument("--batch", nargs="+", type=int, default=[128], help="stage-1 batch sizes")
     parser.add_argument("--combiner-batch", type=int, default=4096)
+    parser.add_argument(
+        "--triplets", type=int, default=28225, help="training triplets per epoch (CIRR: 28,225)"
+    )
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.ERROR)
 
@@ -140,6 +156,22 @@ def main() -> None:
             f"  Combiner head on cached features (P=4D, H=8D): {head_params / 1e6:.1f} M "
             f"parameters, {16 * head_params / GB:.2f} GB with Adam; activations at batch "
             f"{args.combiner_batch}: {counter.total / GB:.2f} GB"
+        )
+        image = forward_flops(model.encode_image, torch.empty(1, 3, size, size, device="meta"))
+        text = forward_flops(
+            model.encode_text, torch.zeros(1, model.context_length, dtype=torch.long, device="meta")
+        )
+        x1 = torch.empty(1, dim, device="meta")
+        head_step = 3 * forward_flops(meta_head, x1, x1)
+        triplet = 2 * image + text
+        n = args.triplets
+        print(f"  forward FLOPs: {image / 1e9:.1f} G per image, {text / 1e9:.1f} G per caption")
+        print(
+            f"  per epoch of {n:,} triplets: stage 1 ~{3 * triplet * n / 1e15:.1f} PFLOP "
+            f"(~{4 * triplet * n / 1e15:.1f} with checkpointing); Combiner head "
+            f"~{head_step * n / 1e12:.1f} TFLOP; encoding the train images once for the "
+            f"feature cache ~{(image + text) * n / 1e15:.2f} PFLOP (upper bound: one image per "
+            "triplet; the real count is the number of distinct images)"
         )
 
 
