@@ -215,7 +215,7 @@ def explore(method: str, reference, text: str, k: int = 5, *, context: ExplorerC
     reference : a gallery image name, a typed scene description (see
         :func:`cirlib.viz.toy_parse.parse_scene`) or a scene tuple.
     text : the modification text; a test query's own text on its own reference uses the cached
-        features (the method's own ranking, bit for bit), any other text is encoded here.
+        features (the ranking behind the method's evaluation), any other text is encoded here.
     k : how many results to return.
 
     Returns
