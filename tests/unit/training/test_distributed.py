@@ -10,7 +10,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from cirlib.distributed import gather_with_grad, global_batch, is_distributed, rank_slice
+from cirlib.distributed import (
+    gather_with_grad,
+    global_batch,
+    init_distributed,
+    is_distributed,
+    rank_slice,
+)
 from cirlib.losses import batch_classification_loss
 from cirlib.models.combiner import Combiner
 from cirlib.train import fit
@@ -152,3 +158,11 @@ def test_rank_slice_refuses_uneven_batches():
     assert torch.equal(rank_slice(torch.arange(6), 1, 3), torch.tensor([2, 3]))
     with pytest.raises(ValueError, match="multiple of the number of processes"):
         rank_slice(torch.arange(7), 0, 2)
+
+
+def test_init_distributed_is_a_no_op_outside_torchrun(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    ctx = init_distributed()
+    assert (ctx.rank, ctx.world_size, ctx.is_main) == (0, 1, True)
+    assert not dist.is_initialized()
