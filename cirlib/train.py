@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from cirlib.io import atomic_torch_save
+from cirlib.progress import progress
 
 
 class NonFiniteLossError(RuntimeError):
@@ -148,9 +148,8 @@ def fit(
         rank, train_model = 0, model
 
     trained = 0
-    # Only rank 0 shows a bar; passing disable=False would override the TQDM_DISABLE variable.
-    quiet = {"disable": True} if rank != 0 else {}
-    bar = tqdm(range(start, epochs), desc=desc, initial=start, total=epochs, **quiet)
+    # Only rank 0 shows a bar (and none at all when TQDM_DISABLE is set: see cirlib.progress).
+    bar = progress(range(start, epochs), desc=desc, initial=start, total=epochs, disable=rank != 0)
     for epoch in bar:
         model.train()
         order = torch.randperm(n_samples, generator=gen)

@@ -14,12 +14,12 @@ import random
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from cirlib.data.toyworld.render import render_array
 from cirlib.data.toyworld.scene import random_scene, scene_caption
 from cirlib.losses.clip_contrastive import clip_contrastive_loss
 from cirlib.models.backbone import TOY_MEAN, TOY_STD
+from cirlib.progress import progress
 
 HELD_OUT_SEED_OFFSET = 10_000  # held-out scenes come from a different random stream
 
@@ -83,7 +83,7 @@ def pretrain_toy_clip(
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     history = []
-    for step in tqdm(range(steps), desc="pretrain toy CLIP"):
+    for step in progress(range(steps), desc="pretrain toy CLIP"):
         idx = rng.sample(range(len(scenes)), batch_size)
         x = to_model_input(images[idx]).to(device)
         texts = tokenizer([scene_caption(scenes[i], rng) for i in idx]).to(device)
