@@ -42,15 +42,17 @@ class SplitFeatures:
         return dict(vars(self))
 
 
-def encoder_id(name: str, pretrained) -> str:
-    """Name plus a hash of the weights file when there is one (so a retrained checkpoint differs)."""
+def encoder_id(name: str, pretrained, preprocess: str = "clip4cir") -> str:
+    """Name plus a hash of the weights file when there is one (so a retrained checkpoint differs);
+    for open_clip models also the image transform (``load_backbone``'s ``preprocess``), so
+    features computed with another transform are never reused."""
     if name in backbone.toy_model_names():
         path = backbone.shipped_weights(name) if pretrained == "shipped" else pretrained
         if path is None:
             return f"{name}:random"
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
         return f"{name}:{digest}"
-    return f"{name}:{pretrained}"
+    return f"{name}:{pretrained}:{preprocess}"
 
 
 def split_fingerprint(split: CIRSplit) -> str:

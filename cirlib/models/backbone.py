@@ -26,6 +26,7 @@ from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import VisionTransformer
 from torchvision import transforms
 
+from cirlib.models.preprocess import clip4cir_preprocess
 from cirlib.models.tokenizer import WordTokenizer
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -49,10 +50,14 @@ def toy_preprocess() -> transforms.Compose:
     return transforms.Compose([transforms.ToTensor(), transforms.Normalize(TOY_MEAN, TOY_STD)])
 
 
+PREPROCESSING = ("clip4cir", "open_clip")  # image transforms for open_clip models
+
+
 def load_backbone(
     name: str = "toy-vit-tiny",
     pretrained: str | os.PathLike | None = "shipped",
     device: str | torch.device = "cpu",
+    preprocess: str = "clip4cir",
 ):
     """Build an encoder and return ``(model, preprocess, tokenizer)``, in eval mode.
 
@@ -62,7 +67,14 @@ def load_backbone(
     pretrained : for toy configs ``"shipped"`` (the checkpoint in the package), a path to a
         checkpoint written by ``data_scripts/pretrain_toy_clip.py``, or None (random init);
         for open_clip models an open_clip pretrained tag (e.g. ``"openai"``) or a weights file.
+    preprocess : open_clip models only: ``"clip4cir"`` (default; CLIP4Cir's target pad with
+        ratio 1.25, then resize and center crop, :func:`cirlib.models.preprocess.clip4cir_preprocess`)
+        or ``"open_clip"`` (the model's own resize and center crop). Toy configs have one
+        transform. The choice is part of the feature-cache key
+        (:func:`cirlib.data.features.encoder_id`).
     """
+    if preprocess not in PREPROCESSING:
+        raise ValueError(f"unknown preprocess {preprocess!r}: choose one of {PREPROCESSING}")
     if name in toy_model_names():
         model = open_clip.create_model(name, pretrained=None, device=device)
         if pretrained == "shipped":
@@ -93,10 +105,13 @@ def load_backbone(
             "run the paper profile on a machine with network access (e.g. Colab), or pass a "
             "local weights file as `pretrained`"
         )
-    model, _, preprocess = open_clip.create_model_and_transforms(
+    model, _, transform = open_clip.create_model_and_transforms(
         name, pretrained=str(pretrained) if pretrained else None, device=device
     )
-    return model.eval(), preprocess, open_clip.get_tokenizer(name)
+    if preprocess == "clip4cir":
+        size = model.visual.image_size
+        transform = clip4cir_preprocess(size if isinstance(size, int) else size[0])
+    return model.eval(), transform, open_clip.get_tokenizer(name)
 
 
 def load_toy_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> dict:

@@ -106,3 +106,26 @@ def test_shipped_checkpoint_is_small_and_meets_the_retrieval_target():
     recall = image_to_caption_recall(model, tokenizer, n=1000, seed=meta["seed"])
     assert recall["i2t_R@1"] >= 0.7
     assert recall["i2t_R@1"] == pytest.approx(meta["held_out"]["i2t_R@1"], abs=0.01)
+
+
+def test_paper_path_uses_clip4cir_target_pad_by_default(tiny_resnet):
+    from PIL import Image
+
+    from cirlib.data.features import encoder_id
+    from cirlib.models.preprocess import TargetPad
+
+    _, weights = tiny_resnet
+    _, clip4cir, _ = load_backbone("test-tiny-rn", pretrained=weights)
+    _, plain, _ = load_backbone("test-tiny-rn", pretrained=weights, preprocess="open_clip")
+    assert isinstance(clip4cir.transforms[0], TargetPad)
+    assert not any(isinstance(t, TargetPad) for t in plain.transforms)
+    wide = Image.new("RGB", (200, 50), (255, 0, 0))
+    a, b = clip4cir(wide), plain(wide)
+    assert a.shape == b.shape == (3, 64, 64)
+    # the padded image keeps black bands above and below the content; the plain crop has none
+    assert not torch.allclose(a, b)
+    assert encoder_id("test-tiny-rn", weights) != encoder_id(
+        "test-tiny-rn", weights, preprocess="open_clip"
+    )
+    with pytest.raises(ValueError, match="preprocess"):
+        load_backbone("test-tiny-rn", pretrained=weights, preprocess="nope")
