@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # CPU only, no progress bars, no display, stable hashing, no network for models or data.
-# Threads are left to torch's default: CI has 2 cores and we want both.
+# Threads: the chapters pick them (cirlib.notebook.setup_notebook uses the free cores); the unit
+# stage runs one thread per process (see stage_unit).
 export CUDA_VISIBLE_DEVICES="" TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0
 export HF_HUB_OFFLINE=1 CIRLIB_OFFLINE=1
 # A fresh data folder per checkout: toy world, feature caches and checkpoints of this run only.
