@@ -33,7 +33,8 @@ SUBSET_SIZE = 6
 
 _SETUP_HINT = (
     "for the toy world run `python data_scripts/make_toyworld.py --profile toy`; "
-    'for real CIRR see book/setup.md, section "Real datasets"'
+    "for real CIRR run `python data_scripts/prepare_cirr.py <downloaded folder>` "
+    '(book/setup.md, section "Preparing a dataset")'
 )
 _FIX_HINT = (
     "the file is damaged or not in the CIRR rc2 format: re-export it "
@@ -126,7 +127,9 @@ def load_cirr(
                 f"{len(missing)} of {len(image_paths)} image files of CIRR split {split!r} are "
                 f"missing under {base} (first: {', '.join(missing[:5])}; expected e.g. "
                 f"{image_paths[missing[0]]}); CIRR images come from NLVR2 on request: "
-                f'see book/setup.md, section "Real datasets"; for the toy world run '
+                f"check them with `python data_scripts/prepare_cirr.py <folder> --images "
+                f'<NLVR2 folder> --check` (book/setup.md, section "Preparing a dataset"); '
+                f"for the toy world run "
                 f"`python data_scripts/make_toyworld.py --profile toy`"
             )
     return CIRSplit(

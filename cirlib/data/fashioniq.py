@@ -54,7 +54,8 @@ _DEFAULT_EXTENSION = ".jpg"
 
 _SETUP_HINT = (
     "for the toy world run `python data_scripts/make_toyworld.py --profile toy`; "
-    'for real FashionIQ see book/setup.md, section "Real datasets"'
+    "for real FashionIQ run `python data_scripts/prepare_fashioniq.py <downloaded folder>` "
+    '(book/setup.md, section "Preparing a dataset")'
 )
 _FIX_HINT = (
     "the file is damaged or not in the FashionIQ format: re-export it "

@@ -253,7 +253,7 @@ def test_missing_folders_and_files(tmp_path):
     message = str(err.value)
     assert "nowhere" in message
     assert "python data_scripts/make_toyworld.py --profile toy" in message
-    assert "book/setup.md" in message and "Real datasets" in message
+    assert "data_scripts/prepare_cirr.py" in message and "book/setup.md" in message
 
     (tmp_path / "bare" / "captions").mkdir(parents=True)
     with pytest.raises(DatasetError, match="image_splits.*make_toyworld"):

@@ -255,7 +255,7 @@ def test_missing_folder_and_unknown_names(tmp_path):
     message = str(err.value)
     assert "nowhere" in message
     assert "python data_scripts/make_toyworld.py --profile toy" in message
-    assert "book/setup.md" in message and "Real datasets" in message
+    assert "data_scripts/prepare_fashioniq.py" in message and "book/setup.md" in message
 
     root = _write_fiq(tmp_path / "fiq", images=False)
     _write_fiq(root, category="shirt", split="train", images=False)
