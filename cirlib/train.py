@@ -48,6 +48,17 @@ def settings_fingerprint(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def checkpoint_epoch(checkpoint: str | os.PathLike | None) -> int:
+    """Epochs already trained in a checkpoint written by :func:`fit` (0 when there is none).
+
+    Recipes whose loss follows an epoch schedule (MGUR's blend, DQE-CIR's miner refreshes) start
+    their clock here, so a resumed run continues the schedule where it stopped.
+    """
+    if checkpoint is None or not Path(checkpoint).exists():
+        return 0
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"])
+
+
 def fit(
     model: torch.nn.Module,
     loss_fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],

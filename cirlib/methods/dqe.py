@@ -33,7 +33,7 @@ from cirlib.losses import (
 )
 from cirlib.miners import TargetRelativeMiner
 from cirlib.models.attributes import ATTRIBUTES, AttributeWeightedCombiner
-from cirlib.train import FitResult, fit
+from cirlib.train import FitResult, checkpoint_epoch, fit
 
 
 @dataclass(frozen=True)
@@ -278,13 +278,6 @@ def dqe_loss(
     return loss_fn
 
 
-def _checkpoint_epoch(checkpoint) -> int:
-    """Epochs already trained in ``checkpoint`` (0 if absent): a resumed run's start."""
-    if checkpoint is None or not Path(checkpoint).exists():
-        return 0
-    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"])
-
-
 def train_dqe(
     train_features,
     cfg,
@@ -323,7 +316,7 @@ def train_dqe(
         s,
         gates=gates,
         batches_per_epoch=max(1, n // cfg.batch_size),
-        start_epoch=_checkpoint_epoch(checkpoint),
+        start_epoch=checkpoint_epoch(checkpoint),
         device=cfg.device,
     )
     return fit(

@@ -28,7 +28,7 @@ from cirlib.methods.combiner import combiner_queries
 from cirlib.models.augmenter import AUGMENTER_FORMS, gaussian_feature_augment
 from cirlib.models.combiner import Combiner
 from cirlib.schedules import EpochClock, coarse_to_fine_weight, mean_coarse_to_fine_weight
-from cirlib.train import FitResult, fit
+from cirlib.train import FitResult, checkpoint_epoch, fit
 
 # The Combiner's scale on cosines, so that MGUR and its baseline differ only in the
 # uncertainty pieces (MGUR's own code has an effective scale of 4 * 4 = 16; methods.md §1).
@@ -158,13 +158,6 @@ def mgur_loss(
     return loss_fn
 
 
-def _checkpoint_epoch(checkpoint) -> int:
-    """Epochs already stored in a checkpoint (0 if none), so a resumed run's clock starts there."""
-    if checkpoint is None or not Path(checkpoint).exists():
-        return 0
-    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"])
-
-
 def train_mgur(
     train_features,
     cfg,
@@ -203,7 +196,7 @@ def train_mgur(
         train_features,
         epochs=cfg.epochs,
         batches_per_epoch=max(1, n // cfg.batch_size),
-        start_epoch=_checkpoint_epoch(checkpoint),
+        start_epoch=checkpoint_epoch(checkpoint),
         device=cfg.device,
         **options,
     )

@@ -29,10 +29,10 @@ import torch
 from cirlib.losses.relaxed_proximity import negative_confidence, relaxed_proximity_loss
 from cirlib.methods.combiner import combiner_queries
 from cirlib.methods.mapnet import TOY_SETTINGS as MAPNET_SETTINGS
-from cirlib.methods.mgur import _checkpoint_epoch, matched_feature_norm, mgur_loss
+from cirlib.methods.mgur import matched_feature_norm, mgur_loss
 from cirlib.models.combiner import Combiner
 from cirlib.registry import MethodSpec
-from cirlib.train import FitResult, fit
+from cirlib.train import FitResult, checkpoint_epoch, fit
 
 RP_DEFAULTS = {
     "sigma": MAPNET_SETTINGS["sigma"],
@@ -116,7 +116,7 @@ def train_mgur_rp(
         train_features,
         epochs=cfg.epochs,
         batches_per_epoch=max(1, n // cfg.batch_size),
-        start_epoch=_checkpoint_epoch(checkpoint),
+        start_epoch=checkpoint_epoch(checkpoint),
         device=cfg.device,
         **rp,
         **mgur_options,

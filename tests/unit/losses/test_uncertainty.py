@@ -12,10 +12,10 @@ from cirlib.losses import (
     feature_spread,
     uncertainty_regularisation_loss,
 )
-from cirlib.methods.mgur import _checkpoint_epoch, mgur_loss
+from cirlib.methods.mgur import mgur_loss
 from cirlib.models.combiner import Combiner
 from cirlib.schedules import EpochClock, coarse_to_fine_weight, mean_coarse_to_fine_weight
-from cirlib.train import fit
+from cirlib.train import checkpoint_epoch, fit
 
 
 def _brute_bbc(q, t, s):
@@ -216,15 +216,15 @@ def test_mgur_resumed_run_continues_the_schedule(tmp_path):
         torch.manual_seed(0)
         model = Combiner(16, dropout=0.0)
         loss_fn = mgur_loss(
-            feats, epochs=3, batches_per_epoch=4, start_epoch=_checkpoint_epoch(checkpoint)
+            feats, epochs=3, batches_per_epoch=4, start_epoch=checkpoint_epoch(checkpoint)
         )
         return fit(model, loss_fn, 32, checkpoint=checkpoint, stop_after_epoch=stop, **run)
 
     whole = train(tmp_path / "whole.pt")
     train(tmp_path / "split.pt", stop=1)
-    assert _checkpoint_epoch(tmp_path / "split.pt") == 1
+    assert checkpoint_epoch(tmp_path / "split.pt") == 1
     resumed = train(tmp_path / "split.pt")
     assert resumed.trained_epochs == 2
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
         torch.testing.assert_close(a, b)
-    assert _checkpoint_epoch(None) == 0
+    assert checkpoint_epoch(None) == 0
