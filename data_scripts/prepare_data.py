@@ -156,6 +156,26 @@ def _index_files(folder: Path, suffixes: tuple[str, ...], key: Callable[[str], s
     return found
 
 
+def _split_summary(name: str, loaded) -> str:
+    """One line per loaded split in the verification report."""
+    return f"{name}: {len(loaded):,} queries, gallery {len(loaded.gallery):,} images"
+
+
+def _verify_splits(load: Callable, splits, **kwargs) -> Callable[[Path], list[str]]:
+    """A plan's ``verify``: load every split of the staged dataset with its real loader and
+    report its size, plus the loader's warnings as notes."""
+
+    def verify(root: Path) -> list[str]:
+        lines = []
+        for split in splits:
+            loaded, notes = _quietly(load, root, split, **kwargs)
+            lines.append(_split_summary(split, loaded))
+            lines += [f"  note: {n}" for n in notes]
+        return lines
+
+    return verify
+
+
 def _quietly(fn: Callable, *args, **kwargs):
     """Call a loader, returning its result and the texts of the warnings it emitted."""
     with warnings.catch_warnings(record=True) as caught:
@@ -232,9 +252,7 @@ def plan_cirr(source: Path, images: Path | None, args) -> Plan:
             loaded = load_cirr(
                 root, split, check_images=not (args.annotations_only or args.allow_missing_images)
             )
-            lines.append(
-                f"{split}: {len(loaded):,} queries, gallery {len(loaded.gallery):,} images"
-            )
+            lines.append(_split_summary(split, loaded))
         return lines
 
     plan.verify = verify
@@ -374,17 +392,7 @@ def plan_fashion200k(source: Path, images: Path | None, args) -> Plan:
                 )
             )
 
-    def verify(root: Path) -> list[str]:
-        lines = []
-        for split in ("train", "test"):
-            loaded, notes = _quietly(load_fashion200k, root, split, missing_images=mode)
-            lines.append(
-                f"{split}: {len(loaded):,} queries, gallery {len(loaded.gallery):,} images"
-            )
-            lines += [f"  note: {n}" for n in notes]
-        return lines
-
-    plan.verify = verify
+    plan.verify = _verify_splits(load_fashion200k, ("train", "test"), missing_images=mode)
     return plan
 
 
@@ -430,17 +438,7 @@ def plan_shoes(source: Path, images: Path | None, args) -> Plan:
                 )
             )
 
-    def verify(root: Path) -> list[str]:
-        lines = []
-        for split in SHOES_SPLIT_FILES:
-            loaded, notes = _quietly(load_shoes, root, split, missing_images=mode)
-            lines.append(
-                f"{split}: {len(loaded):,} queries, gallery {len(loaded.gallery):,} images"
-            )
-            lines += [f"  note: {n}" for n in notes]
-        return lines
-
-    plan.verify = verify
+    plan.verify = _verify_splits(load_shoes, SHOES_SPLIT_FILES, missing_images=mode)
     return plan
 
 
