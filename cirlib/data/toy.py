@@ -9,12 +9,13 @@ metrics".
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 from cirlib.data.cirr import load_cirr
 from cirlib.data.fashioniq import load_fashioniq
-from cirlib.data.records import CIRSplit, DatasetError
-from cirlib.data.toyworld.world import make_toyworld, scene_from_json
+from cirlib.data.records import CIRSplit, DatasetError, Triplet
+from cirlib.data.toyworld.world import generate_split, make_toyworld, scene_from_json
 from cirlib.paths import subdir
 
 
@@ -49,3 +50,27 @@ def load_scenes(world: str | Path) -> dict:
     """Image name → scene, for pictures and for checking answers."""
     objs = json.loads((_check(world) / "scenes.json").read_text())
     return {name: scene_from_json(o) for name, o in objs.items()}
+
+
+def generated_split(name: str, n_groups: int, seed: int = 0, distractors: int = 2) -> CIRSplit:
+    """A toy split generated in memory, without rendering or export: real edits, image sets,
+    valid targets, edit types and granularity, one caption per query (the first template).
+
+    For tests and quick experiments on features that do not come from images: its gallery names
+    have no image files, so ``load_image`` does not work on it.
+    """
+    toy = generate_split(name, n_groups, random.Random(seed), set(), distractors=distractors)
+    triplets = [
+        Triplet(
+            q.pair_id,
+            q.reference,
+            (q.texts[0],),
+            q.texts[0],
+            q.target,
+            q.members,
+            q.valid_targets,
+            {"edit_type": q.edit.type, "granularity": q.granularity},
+        )  # fmt: skip
+        for q in toy.queries
+    ]
+    return CIRSplit(name, triplets, list(toy.scenes), {})

@@ -2,7 +2,6 @@
 its checkpoint names are the chapters' own, and its default options reproduce the chapters'
 settings fingerprints (so the comparison loads the chapters' checkpoints instead of retraining)."""
 
-import random
 import re
 from pathlib import Path
 
@@ -12,8 +11,7 @@ import torch
 
 from cirlib.config import resolve
 from cirlib.data.features import SplitFeatures, encoder_id
-from cirlib.data.records import CIRSplit, Triplet
-from cirlib.data.toyworld.world import generate_split
+from cirlib.data.toy import generated_split
 from cirlib.methods.cala import train_cala
 from cirlib.methods.combiner import train_combiner
 from cirlib.methods.dqe import DQESettings, train_dqe
@@ -26,22 +24,7 @@ NAMES = ["combiner", "mgur", "cala", "mapnet", "dqe"]
 
 
 def _toy_split(n_groups=10, seed=0):
-    """A toy split generated in memory: real edits, edit types, subsets and valid targets."""
-    toy = generate_split("train", n_groups, random.Random(seed), set(), distractors=2)
-    triplets = [
-        Triplet(
-            q.pair_id,
-            q.reference,
-            (q.texts[0],),
-            q.texts[0],
-            q.target,
-            q.members,
-            q.valid_targets,
-            {"edit_type": q.edit.type, "granularity": q.granularity},
-        )  # fmt: skip
-        for q in toy.queries
-    ]
-    return CIRSplit("train", triplets, list(toy.scenes), {})
+    return generated_split("train", n_groups, seed)
 
 
 def _features(split, dim=8, n_tokens=4, width=6, length=7, text_width=5, seed=0):

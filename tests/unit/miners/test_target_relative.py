@@ -2,15 +2,13 @@
 never a listed positive on toy data, and refreshes on the schedule inside the training loop."""
 
 import math
-import random
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from cirlib.data.features import SplitFeatures
-from cirlib.data.records import CIRSplit, Triplet
-from cirlib.data.toyworld.world import generate_split
+from cirlib.data.toy import generated_split
 from cirlib.methods.dqe import (
     DQESettings,
     attribute_gates,
@@ -86,22 +84,7 @@ def test_zone_bounds_limits():
 
 
 def _toy_split(n_groups=25, seed=0):
-    """A toy split generated in memory (scenes, no pictures): real edits, real valid targets."""
-    toy = generate_split("train", n_groups, random.Random(seed), set(), distractors=2)
-    triplets = [
-        Triplet(
-            q.pair_id,
-            q.reference,
-            (q.texts[0],),
-            q.texts[0],
-            q.target,
-            q.members,
-            q.valid_targets,
-            {"edit_type": q.edit.type},
-        )
-        for q in toy.queries
-    ]
-    return CIRSplit("train", triplets, list(toy.scenes), {})
+    return generated_split("train", n_groups, seed)
 
 
 def _features(split, dim=6, tokens=(3, 5), seed=0):

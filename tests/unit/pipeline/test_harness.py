@@ -3,7 +3,6 @@ hand, mean ± std tables, paired verdicts, and the stamped results file; the pub
 
 import datetime as dt
 import json
-import random
 import re
 
 import numpy as np
@@ -12,8 +11,7 @@ import torch
 
 from cirlib.config import resolve
 from cirlib.data.features import SplitFeatures
-from cirlib.data.records import CIRSplit, Triplet
-from cirlib.data.toyworld.world import generate_split
+from cirlib.data.toy import generated_split
 from cirlib.eval.evaluate import evaluate
 from cirlib.harness import (
     code_version,
@@ -33,21 +31,7 @@ from cirlib.registry import checkpoint_path
 
 
 def _toy_split(name, n_groups, seed):
-    toy = generate_split(name, n_groups, random.Random(seed), set(), distractors=2)
-    triplets = [
-        Triplet(
-            q.pair_id,
-            q.reference,
-            (q.texts[0],),
-            q.texts[0],
-            q.target,
-            q.members,
-            q.valid_targets,
-            {"edit_type": q.edit.type, "granularity": q.granularity},
-        )  # fmt: skip
-        for q in toy.queries
-    ]
-    return CIRSplit(name, triplets, list(toy.scenes), {})
+    return generated_split(name, n_groups, seed)
 
 
 def _features(split, dim=8, seed=0):
