@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cirlib.models.combiner import Combiner
+from cirlib.models.dropout import Dropout
 
 ATTRIBUTES = ("colour", "shape")
 
@@ -78,7 +79,7 @@ class AttributeWeights(nn.Module):
         h = hidden_dim or dim
         self.hidden = nn.Linear(dim, h)
         self.out = nn.Linear(h, 1 + n_attributes)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
@@ -113,7 +114,7 @@ class AttributeSubQuery(nn.Module):
         self.position = nn.Parameter(torch.zeros(n_tokens, hidden_dim))
         self.gate = nn.Linear(hidden_dim, 1)
         self.value = nn.Linear(hidden_dim, attribute_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         nn.init.normal_(self.position, std=0.02)
         nn.init.constant_(self.gate.bias, -2.0)
 

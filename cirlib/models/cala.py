@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cirlib.models.combiner import Combiner
+from cirlib.models.dropout import Dropout
 
 
 def spatial_tokens(feature_map: torch.Tensor) -> torch.Tensor:
@@ -111,7 +112,7 @@ class HingeCrossAttention(nn.Module):
         self.hinge = nn.Linear(text_width, dim)
         self.target_key = nn.Linear(dim, dim)
         self.target_value = nn.Linear(dim, value_dim or dim)
-        self.dropout = nn.Dropout(dropout)  # the released code's attention dropout, 0.1
+        self.dropout = Dropout(dropout)  # the released code's attention dropout, 0.1
 
     def maps(
         self,

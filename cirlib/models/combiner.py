@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cirlib.models.dropout import Dropout
+
 
 class Combiner(nn.Module):
     r"""Fuse a reference-image feature and a text feature into one query feature.
@@ -45,7 +47,7 @@ class Combiner(nn.Module):
         self.output = nn.Linear(h, dim)
         self.mix_hidden = nn.Linear(2 * p, h)
         self.mix_out = nn.Linear(h, 1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(
         self, image_features: torch.Tensor, text_features: torch.Tensor, return_mix: bool = False

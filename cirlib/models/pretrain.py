@@ -56,11 +56,16 @@ def pretrain_toy_clip(
     warmup: float = 0.05,
     device: str = "cpu",
     image_size: int = 48,
+    stop_after: int | None = None,
 ) -> list[dict]:
     """Train ``model`` in place with the symmetric contrastive loss; returns the loss history.
 
-    AdamW with linear warm-up then cosine decay to zero.
+    AdamW with linear warm-up then cosine decay to zero over ``steps``. ``stop_after`` ends the
+    run after that many steps of the same schedule (the first part of a ``steps``-long run, as
+    the chapter "A tiny CLIP for a tiny world" shows by default).
     """
+    if stop_after is not None and not 0 < stop_after <= steps:
+        raise ValueError(f"stop_after must be in [1, steps={steps}], got {stop_after}")
     torch.manual_seed(seed)
     rng = random.Random(seed)
     scenes = scene_corpus(n_scenes, seed)
@@ -83,7 +88,7 @@ def pretrain_toy_clip(
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     history = []
-    for step in progress(range(steps), desc="pretrain toy CLIP"):
+    for step in progress(range(stop_after or steps), desc="pretrain toy CLIP"):
         idx = rng.sample(range(len(scenes)), batch_size)
         x = to_model_input(images[idx]).to(device)
         texts = tokenizer([scene_caption(scenes[i], rng) for i in idx]).to(device)

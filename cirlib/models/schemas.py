@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cirlib.models.dropout import Dropout
+
 
 class SchemaLayer(nn.Module):
     r"""One pre-LayerNorm block: schemas self-attend, cross-attend to the tokens, then an MLP.
@@ -44,9 +46,9 @@ class SchemaLayer(nn.Module):
         self.norm_mlp = nn.LayerNorm(width)
         hidden = int(width * mlp_ratio)
         self.mlp = nn.Sequential(
-            nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width)
+            nn.Linear(width, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, width)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(
         self,

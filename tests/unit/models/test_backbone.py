@@ -129,3 +129,22 @@ def test_paper_path_uses_clip4cir_target_pad_by_default(tiny_resnet):
     )
     with pytest.raises(ValueError, match="preprocess"):
         load_backbone("test-tiny-rn", pretrained=weights, preprocess="nope")
+
+
+def test_pretraining_can_stop_early_on_the_full_schedule():
+    """stop_after runs the first steps of the ``steps``-long schedule: the same losses and
+    learning rates as the full run's first steps, not a shorter schedule."""
+    from cirlib.models.pretrain import pretrain_toy_clip
+
+    kw = dict(steps=6, batch_size=8, n_scenes=32, seed=0, lr=1e-3, warmup=0.34)
+    runs = []
+    for stop in (None, 3):
+        torch.manual_seed(0)  # the random initialisation happens before pretrain_toy_clip seeds
+        model, _, tokenizer = load_backbone("toy-vit-tiny", pretrained=None)
+        runs.append(pretrain_toy_clip(model, tokenizer, stop_after=stop, **kw))
+    full, part = runs
+    assert len(full) == 6 and len(part) == 3
+    assert [h["lr"] for h in part] == [h["lr"] for h in full[:3]]
+    assert [h["loss"] for h in part] == pytest.approx([h["loss"] for h in full[:3]], rel=1e-5)
+    with pytest.raises(ValueError, match="stop_after"):
+        pretrain_toy_clip(model, tokenizer, stop_after=7, **kw)

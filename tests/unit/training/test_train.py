@@ -108,3 +108,27 @@ def test_mixed_precision_path_runs_on_cpu(features):
 def test_eval_fn_joins_history(features):
     res = _run(features, epochs=2, eval_fn=lambda m: {"val": 1.5})
     assert [h["val"] for h in res.history] == [1.5, 1.5]
+
+
+def test_default_optimiser_is_fused_adam_with_the_loop_adam_result(features):
+    """fit's default Adam uses the fused kernel; it computes the same update as the per-tensor
+    loop (to float32 rounding), so switching kernels changes no result beyond rounding."""
+    fused = _run(features, epochs=3)
+    loop = _run(
+        features,
+        epochs=3,
+        optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=1e-3, fused=False),
+    )
+    for (name, a), b in zip(fused.model.state_dict().items(), loop.model.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4, msg=name)
+    assert [h["loss"] for h in fused.history] == pytest.approx(
+        [h["loss"] for h in loop.history], rel=1e-4
+    )
+
+
+def test_fused_adam_only_where_every_parameter_supports_it():
+    from cirlib.train import _fused_adam_ok
+
+    assert _fused_adam_ok(Combiner(4))
+    frozen = Combiner(4).requires_grad_(False)
+    assert not _fused_adam_ok(frozen)  # nothing to optimise: no fused kernel to ask for
