@@ -16,7 +16,7 @@ from torch import nn
 
 from cirlib.config import resolve
 from cirlib.data.features import SplitFeatures
-from cirlib.distributed import rank_slice, wrap_ddp
+from cirlib.distributed import broadcast, call_in_forward, gather, rank_slice, wrap_ddp
 from cirlib.methods.cala import build_cala, cala_loss, train_cala
 from cirlib.methods.dqe import DQESettings, build_model, dqe_loss
 from cirlib.methods.mapnet import build_mapnet, mapnet_loss
@@ -113,7 +113,8 @@ def _step(name, idx, wrap):
     loss = loss_fn(train_model, idx)
     loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    return {"loss": loss.detach(), "grads": grads}
+    # call_in_forward left the module's own forward in place
+    return {"loss": loss.detach(), "grads": grads, "clean": "forward" not in vars(model)}
 
 
 def _fit(name, distributed):
@@ -161,6 +162,7 @@ def test_distributed_loss_and_gradients_equal_one_process(name, ranks, single):
         torch.testing.assert_close(res[name]["loss"], want["loss"], rtol=0, atol=1e-6)
         # DDP averaged each rank's gradient (W x its rows' share of dL/dtheta, via the gathers'
         # backward) over the ranks: the one-process gradient of the whole batch
+        assert res[name]["clean"]
         assert res[name]["grads"].keys() == want["grads"].keys()
         for param, grad in want["grads"].items():
             torch.testing.assert_close(res[name]["grads"][param], grad, rtol=1e-4, atol=atol)
@@ -210,3 +212,10 @@ def test_unused_branches_are_frozen_for_ddp_only(tmp_path):
     # without a process group distributed=True trains exactly like one process
     for (n, a), b in zip(one.state_dict().items(), ddp.state_dict().values()):
         assert torch.equal(a, b), n
+
+
+def test_without_process_group_the_helpers_are_one_process():
+    x = torch.randn(3, 2)
+    assert gather(x) is x and broadcast(x) is x
+    model = nn.Linear(2, 2)
+    assert call_in_forward(model, lambda m, a: (m, a), 5) == (model, 5)
