@@ -22,6 +22,25 @@ and DistributedDataParallel (DDP) *averages* parameter gradients over ranks, div
 :math:`\partial\mathcal{L}/\partial\theta`. :func:`cirlib.train.fit` with ``distributed=True``
 does the splitting, the DDP wrapping and the rank-0-only checkpoint writes.
 
+**Recipes.** Every recipe's ``loss_fn(model, idx)`` follows this pattern exactly when ``fit``
+hands it a DDP-wrapped model (:func:`is_wrapped`), and is the unchanged one-process code
+otherwise (without a process group, or with ``distributed=False``):
+
+* everything that spans the batch is gathered: queries and targets (in-batch negatives), but
+  also batch statistics (MGUR's spread :math:`s` of the jittered targets), kernels over the
+  batch's targets (MAPNet's :math:`W`), every logit matrix's two sides (CaLa's branches) and
+  per-query tensors whose loss is normalised over the batch (DQE-CIR's mined negatives, gates);
+* random draws that belong to the global batch (MGUR's augmenter noise, DQE-CIR's choice of
+  negatives) are made once, on rank 0, for all :math:`B` rows, and broadcast
+  (:func:`broadcast`). Rank 0's random stream is the one-process stream (``fit`` re-seeds only
+  the other ranks), so with dropout off these draws are the one-process draws; with dropout
+  on, rank 0's dropout consumes a different amount of the stream, and the draws (like the
+  dropout masks themselves) equal a one-process run's in distribution only;
+* a recipe that calls several methods of its model (``encode_query`` and ``encode_target``, a
+  branch module, ...) runs them inside one DDP forward pass with :func:`call_in_forward`: DDP
+  arms its gradient all-reduce in ``forward``, and a method called on ``model.module`` would
+  silently skip it.
+
 Launch with ``torchrun --nproc_per_node=<W> script.py``; :func:`init_distributed` reads the
 variables torchrun sets and is a no-op (rank 0 of 1) in a plain ``python`` run. Introduced in
 the book page "Running the paper profile on a GPU".
@@ -38,11 +57,16 @@ import torch.distributed as dist
 __all__ = [
     "DistributedContext",
     "barrier",
+    "broadcast",
+    "call_in_forward",
+    "gather",
     "gather_with_grad",
     "global_batch",
     "init_distributed",
     "is_distributed",
+    "is_wrapped",
     "rank_slice",
+    "unwrap",
     "wrap_ddp",
 ]
 
@@ -200,3 +224,97 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     device = torch.device(device)
     ids = [device.index if device.index is not None else 0] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
+
+
+def is_wrapped(model: torch.nn.Module) -> bool:
+    """True when ``model`` is wrapped in DistributedDataParallel.
+
+    ``fit(distributed=True)`` wraps the model exactly when a process group with several ranks
+    exists, so a recipe's ``loss_fn`` gathers across ranks exactly when this is True and is the
+    one-process code otherwise.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    return isinstance(model, DistributedDataParallel)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DDP wrapper; ``model`` itself when it is not wrapped."""
+    return model.module if is_wrapped(model) else model
+
+
+def call_in_forward(model: torch.nn.Module, fn, *args, **kwargs):
+    """``fn(module, *args, **kwargs)`` run as one forward pass of ``model``.
+
+    A DDP wrapper has only ``forward``: a recipe that calls other methods of its model (MAPNet's
+    ``encode_query`` and ``encode_target``, CaLa's branches, DQE-CIR's ``embed_gallery``) cannot
+    call them on the wrapper, and calling them on ``model.module`` would compute the right loss
+    but skip DDP's gradient all-reduce without any error (DDP arms it in ``forward``), so every
+    rank would step with its own gradient. Here ``fn`` stands in for the wrapped module's
+    ``forward`` for one call, so DDP sees one forward pass that uses every parameter ``fn``
+    uses. Without DDP this is just ``fn(model, *args, **kwargs)``.
+    """
+    if not is_wrapped(model):
+        return fn(model, *args, **kwargs)
+    inner = model.module
+    if "forward" in vars(inner):
+        raise RuntimeError(
+            "the module inside DDP has its own instance attribute 'forward'; call_in_forward "
+            "would shadow it: give the model a plain forward method"
+        )
+
+    def forward(*a, **k):
+        # nn.Module.__call__ has looked this up already: from here on ``inner(...)`` (which
+        # ``fn`` may call) is the module's own forward again
+        del inner.forward
+        return fn(inner, *a, **k)
+
+    inner.forward = forward  # an instance attribute shadows the class's forward
+    try:
+        return model(*args, **kwargs)
+    finally:
+        vars(inner).pop("forward", None)
+
+
+def _collective_device(x: torch.Tensor) -> torch.device:
+    """NCCL moves CUDA tensors only; gloo takes tensors where they are."""
+    if dist.get_backend() == "nccl" and x.device.type != "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return x.device
+
+
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """All ranks' ``x`` concatenated in rank order, without gradient (indices, frozen features,
+    labels). ``x`` itself without a process group.
+
+    Shapes: ``[b, ...]`` on every rank → ``[W b, ...]``, on ``x``'s device.
+    """
+    if not is_distributed():
+        return x
+    y = x.detach().to(_collective_device(x)).contiguous()
+    parts = [torch.empty_like(y) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, y)
+    return torch.cat(parts).to(x.device)
+
+
+def broadcast(x: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Rank ``src``'s ``x`` on every rank (``x`` itself there and without a process group).
+
+    The other ranks pass a tensor of the same shape and dtype (its values are ignored) and get a
+    new tensor; no rank's input is modified. Without gradient: used for values drawn once for
+    the global batch (random augmentations, sampled negatives, miner pools).
+    """
+    if not is_distributed():
+        return x
+    if x.requires_grad:
+        raise ValueError(
+            "broadcast carries values without gradient; gather tensors that need one with "
+            "gather_with_grad"
+        )
+    device = _collective_device(x)
+    if dist.get_rank() == src:
+        dist.broadcast(x.to(device).contiguous(), src=src)
+        return x
+    y = torch.empty(x.shape, dtype=x.dtype, device=device)
+    dist.broadcast(y, src=src)
+    return y.to(x.device)

@@ -53,7 +53,9 @@ class MethodSpec:
     needs_tokens : True if it reads token features (``cached_features(..., tokens=True)``).
     train : ``train(train_features, cfg, *, seed, split, checkpoint=None, **options) -> nn.Module``;
         checkpoint-or-train, on the profile's budget; ``options`` override :attr:`defaults`
-        (``eval_fn`` is passed through to ``fit``).
+        (``eval_fn`` and ``distributed`` are passed through to ``fit``; with
+        ``distributed=True`` under torchrun every method trains over the global batch of all
+        ranks, see :mod:`cirlib.distributed`).
     queries : ``queries(model, features) -> [Q, D']`` L2-normalised, eval mode.
     gallery : ``gallery(model, features) -> [N, D']`` L2-normalised, or None when the gallery is
         the frozen image features.
@@ -73,8 +75,9 @@ class MethodSpec:
 
 def _keyword_defaults(fn: Callable, skip: tuple[str, ...] = ()) -> dict:
     """The keyword arguments of a recipe that have a default, read from its signature (so the
-    registry's defaults cannot drift from the recipe's)."""
-    skip = {"seed", "checkpoint", "eval_fn", "split", *skip}
+    registry's defaults cannot drift from the recipe's). ``distributed`` says how to run, not
+    what to train, so it is not one of them."""
+    skip = {"seed", "checkpoint", "eval_fn", "split", "distributed", *skip}
     return {
         p.name: p.default
         for p in inspect.signature(fn).parameters.values()
@@ -135,14 +138,26 @@ def _train_cala(train_features, cfg, *, seed, split=None, checkpoint=None, **opt
     ).model
 
 
-def _train_mapnet(train_features, cfg, *, seed, split=None, checkpoint=None, **options):
-    if cfg.dataset != "toy":  # the chapter's paper runs use the README's budget
-        cfg = dataclasses.replace(
+def training_profile(name: str, cfg):
+    """The profile ``name`` trains with under ``cfg``: ``cfg`` itself, except for MAPNet off the
+    toy world, whose chapter takes the learning rate, batch size and epochs from MAPNet's README
+    (:data:`cirlib.methods.mapnet.PAPER_SETTINGS`).
+
+    Introduced in chapter "Comparing the methods".
+    """
+    get_method(name)
+    if name == "mapnet" and cfg.dataset != "toy":
+        return dataclasses.replace(
             cfg,
             lr=mapnet.PAPER_SETTINGS["lr"][cfg.dataset],
             batch_size=mapnet.PAPER_SETTINGS["batch_size"][cfg.dataset],
             epochs=mapnet.PAPER_SETTINGS["epochs"],
         )
+    return cfg
+
+
+def _train_mapnet(train_features, cfg, *, seed, split=None, checkpoint=None, **options):
+    cfg = training_profile("mapnet", cfg)  # the chapter's paper runs use the README's budget
     return train_mapnet(
         train_features, cfg, seed=seed, checkpoint=checkpoint, **_merged("mapnet", cfg, options)
     ).model

@@ -1,15 +1,23 @@
 """Train a method on several processes (GPUs) with torchrun and DistributedDataParallel.
 
-    torchrun --nproc_per_node=2 data_scripts/train_ddp.py --method combiner --profile smoke
+    torchrun --nproc_per_node=2 data_scripts/train_ddp.py --method mapnet --profile smoke
     torchrun --nproc_per_node=4 data_scripts/train_ddp.py --method combiner --profile paper
 
-Every rank encodes nothing twice: rank 0 prepares the data and fills the feature cache, the
-others wait and then read it. Each rank trains on its slice of every global batch (the profile's
-``batch_size``, which must be a multiple of the number of processes) and the Combiner's loss
-gathers queries and targets from all ranks, so the objective is CLIP4Cir's over the whole batch
-(cirlib.distributed). Rank 0 writes the checkpoint under the name the chapter uses for its main
-run, evaluates on the test split, prints the metrics and writes them to
+``--method`` is one of the book's methods (combiner, mgur, cala, mapnet, dqe). Every rank encodes
+nothing twice: rank 0 prepares the data and fills the feature cache, the others wait and then
+read it. The method trains through its chapter's own recipe (``cirlib.registry``: the chapter's
+options, and for MAPNet off the toy world the README's learning rate, batch size and epochs)
+with ``distributed=True``: each rank trains on its slice of every global batch (the batch size
+must be a multiple of the number of processes) and the recipe's loss gathers everything that
+spans the batch from all ranks, so the objective is the one-process objective over the whole
+batch (cirlib.distributed). Rank 0 writes the checkpoint under the name and settings
+fingerprint of the chapter's main run (``registry.checkpoint_path``), so the chapter loads it
+instead of training again; it evaluates on the test split, prints the metrics and writes them to
 ``$CIRLIB_DATA_DIR/results/ddp-<method>-<profile>-s<seed>.json``.
+
+``--epochs`` makes a run that is not the chapter's: its checkpoint is tagged ``ddp-e<epochs>``
+(``<method>-ddp-e<epochs>-<profile>-...``) and never replaces the chapter's, and its report is
+``ddp-<method>-e<epochs>-<profile>-s<seed>.json``.
 
 With a plain ``python`` (no torchrun) the same script trains on one process. On CPU the
 backend is gloo (fine for checking the set-up), on GPUs NCCL.
@@ -18,70 +26,83 @@ backend is gloo (fine for checking the set-up), on GPUs NCCL.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
 import warnings
 
 import torch
-import torch.nn.functional as F
 
-from cirlib.config import resolve
+from cirlib.config import PROFILES, resolve
 from cirlib.data.features import cached_features, encoder_id
 from cirlib.data.registry import load_splits
-from cirlib.distributed import barrier, global_batch, init_distributed
+from cirlib.distributed import barrier, init_distributed
 from cirlib.eval.evaluate import evaluate
 from cirlib.io import atomic_write_json
-from cirlib.losses import batch_classification_loss
-from cirlib.methods.combiner import LOGIT_SCALE, combiner_queries
 from cirlib.models.backbone import load_backbone
-from cirlib.models.combiner import Combiner
 from cirlib.paths import subdir
-from cirlib.registry import checkpoint_path
-from cirlib.train import fit
-
-METHODS = ("combiner",)
+from cirlib.registry import METHODS, checkpoint_path, get_method, training_profile
+from cirlib.train import checkpoint_epoch
 
 
-def distributed_combiner_loss(features, device, scale: float = LOGIT_SCALE):
-    """The Combiner's ``loss_fn`` with queries and targets gathered from every rank.
-
-    Same tensors as :func:`cirlib.methods.combiner.combiner_loss`; only the loss is taken over
-    the global batch (:func:`cirlib.distributed.global_batch`).
-    """
-    ref = features.images[features.reference_index].to(device)
-    tgt = F.normalize(features.images[features.target_index], dim=-1).to(device)
-    texts = features.texts.to(device)
-
-    def loss_fn(model, idx):
-        idx = idx.to(device)
-        queries = model(ref[idx], texts[idx])
-        return global_batch(batch_classification_loss, queries, tgt[idx], scale=scale)
-
-    return loss_fn
-
-
-def main() -> None:
+def _parse(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", choices=METHODS, default="combiner")
-    parser.add_argument("--profile", default="smoke", help="smoke, toy or paper")
+    parser.add_argument("--method", choices=list(METHODS), default="combiner")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="override the epochs (a tagged, non-chapter run)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
+    return args
 
+
+def run_plan(method: str, cfg, world_size: int, epochs: int | None = None):
+    """The profile ``method`` trains with, its checkpoint and the options passed to its recipe.
+
+    Raises ``SystemExit`` with what to do when the global batch cannot be split over
+    ``world_size`` processes.
+    """
+    train_cfg = training_profile(method, cfg)
+    options = {}
+    tag = "main"
+    if epochs is not None:
+        train_cfg = dataclasses.replace(train_cfg, epochs=epochs)
+        if method == "mapnet":
+            options["epochs"] = epochs  # train_mapnet's own override of the README's budget
+        tag = f"ddp-e{epochs}"
+    if train_cfg.batch_size % world_size:
+        multiples = [w for w in range(1, train_cfg.batch_size + 1) if train_cfg.batch_size % w == 0]
+        raise SystemExit(
+            f"{method} trains with a global batch of {train_cfg.batch_size} under profile "
+            f"{cfg.name!r}, which cannot be split evenly over {world_size} processes; run with "
+            f"--nproc_per_node set to one of {multiples[:12]}"
+        )
+    return train_cfg, checkpoint_path(cfg, method, cfg.seed, tag=tag), options
+
+
+def main(argv=None) -> None:
+    args = _parse(argv)
     ctx = init_distributed()
     torch.set_num_threads(args.threads)
     logging.getLogger().setLevel(logging.ERROR)  # open_clip's toy-model notice, once per rank
     warnings.filterwarnings("ignore", category=FutureWarning)
-    overrides = {"device": str(ctx.device)}
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    cfg = resolve(args.profile, seed=args.seed, **overrides)
-    if cfg.batch_size % ctx.world_size:
-        raise SystemExit(
-            f"the global batch {cfg.batch_size} is not a multiple of {ctx.world_size} processes"
-        )
+    cfg = resolve(args.profile, seed=args.seed, device=str(ctx.device))
+    spec = get_method(args.method)
+    try:
+        train_cfg, ckpt, options = run_plan(args.method, cfg, ctx.world_size, args.epochs)
+    except SystemExit:
+        if ctx.is_main:
+            raise
+        raise SystemExit(1) from None  # rank 0 prints the message, once
 
     # Rank 0 builds the data and the feature cache; the others then only read them.
     if not ctx.is_main:
@@ -89,10 +110,16 @@ def main() -> None:
     splits = load_splits(cfg)
     model, preprocess, tokenizer = load_backbone(cfg.encoder, cfg.encoder_pretrained, ctx.device)
     enc = encoder_id(cfg.encoder, cfg.encoder_pretrained)
-    cache = subdir("features")
     feats = {
         s: cached_features(
-            splits[s], model, preprocess, tokenizer, encoder=enc, cache_dir=cache, device=cfg.device
+            splits[s],
+            model,
+            preprocess,
+            tokenizer,
+            encoder=enc,
+            cache_dir=subdir("features"),
+            tokens=spec.needs_tokens,
+            device=cfg.device,
         )
         for s in ("train", "test")
     }
@@ -100,48 +127,46 @@ def main() -> None:
         barrier()
     del model
 
-    # The settings of cirlib.methods.combiner.train_combiner, so the chapter loads this
-    # checkpoint instead of training again (the global batches are the same; the dropout masks
-    # are drawn per rank, so the weights equal a one-process run in distribution, not bit for bit).
-    dropout = 0.5
-    torch.manual_seed(args.seed)
-    head = Combiner(feats["train"].images.shape[1], dropout=dropout)
-    ckpt = checkpoint_path(cfg, args.method, args.seed)
+    # The chapter's own recipe and options (registry), so its settings fingerprint is the
+    # chapter's. The global batches are the same as on one process; dropout masks (and, with
+    # dropout on, MGUR's noise and DQE-CIR's negatives) are drawn per rank, so the weights equal
+    # a one-process run's in distribution, not bit for bit.
+    done_before = checkpoint_epoch(ckpt)
     start = time.perf_counter()
-    result = fit(
-        head,
-        distributed_combiner_loss(feats["train"], ctx.device),
-        len(feats["train"].texts),
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
+    head = spec.train(
+        feats["train"],
+        train_cfg,
         seed=args.seed,
+        split=splits["train"],
         checkpoint=ckpt,
-        settings={"method": "combiner", "dropout": dropout, "scale": LOGIT_SCALE},
-        device=ctx.device,
-        amp=cfg.amp,
-        desc=f"Combiner seed {args.seed} (rank {ctx.rank}/{ctx.world_size})",
         distributed=True,
+        **options,
     )
     seconds = time.perf_counter() - start
     if ctx.is_main:
-        metrics = evaluate(
-            combiner_queries(result.model, feats["test"]), feats["test"], splits["test"]
-        )
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        test = feats["test"]
+        gallery = spec.gallery(head, test) if spec.gallery is not None else None
+        metrics = evaluate(spec.queries(head, test), test, splits["test"], gallery=gallery)
         report = {
             "method": args.method,
             "profile": cfg.name,
             "seed": args.seed,
             "world_size": ctx.world_size,
             "device": str(ctx.device),
-            "epochs_trained_now": result.trained_epochs,
+            "epochs": state["epoch"],
+            "batch_size": train_cfg.batch_size,
+            "lr": train_cfg.lr,
+            "epochs_trained_now": state["epoch"] - done_before,
             "train_seconds": seconds,
             "checkpoint": str(ckpt),
-            "final_loss": result.history[-1]["loss"],
+            "chapter_checkpoint": args.epochs is None,
+            "final_loss": state["history"][-1]["loss"],
             "test": metrics["all"],
         }
+        run = args.method if args.epochs is None else f"{args.method}-e{args.epochs}"
         out = atomic_write_json(
-            subdir("results") / f"ddp-{args.method}-{cfg.name}-s{args.seed}.json", report, indent=1
+            subdir("results") / f"ddp-{run}-{cfg.name}-s{args.seed}.json", report, indent=1
         )
         print(json.dumps(report, indent=1))
         print(f"results written to {out}")

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from cirlib.distributed import call_in_forward, gather_with_grad, is_wrapped
 from cirlib.losses.cala_losses import additive_cala_loss, convex_cala_loss, cosine_logits
 from cirlib.methods.combiner import combiner_queries
 from cirlib.models.cala import CaLa
@@ -62,26 +63,52 @@ def cala_queries(model: CaLa, features, batch_size: int = 4096) -> torch.Tensor:
     return combiner_queries(model.combiner, features, batch_size=batch_size)
 
 
+def cala_embeddings(model: CaLa, batch: dict, branches: Sequence[str] = BRANCHES) -> dict:
+    """The per-triplet vectors of one batch that :func:`cala_logits` compares, ``[B, ·]`` each.
+
+    ``query`` (composed, unit) and ``target`` (the batch's unit targets) for QTM; for TBIA
+    ``pseudo`` (the hinge's pseudo-target); for CTR ``text`` (the complementary text side) and
+    ``pair`` (the fused reference–target pair). A branch not asked for gives ``None``. Every row
+    depends on its own triplet only, so a rank can compute its rows and gather them
+    (:func:`cala_loss` under DDP).
+    """
+    out = {"query": model(batch["reference"], batch["text"]), "target": batch["target"]}
+    out["pseudo"] = out["text"] = out["pair"] = None
+    if "tbia" in branches:
+        out["pseudo"] = model.hinge(
+            batch["reference_tokens"], batch["text_tokens"], batch["text_mask"],
+            batch["target_tokens"],
+        )  # fmt: skip
+    if "ctr" in branches:
+        out["pair"] = model.compositor(batch["reference_tokens"], batch["target_tokens"])
+        out["text"] = model.complementary_text(batch["text"])
+    return out
+
+
+def logits_of(embeddings: dict) -> dict:
+    """The ``[B, B]`` logit matrices from :func:`cala_embeddings` (diagonal = matching pairs):
+    ``qtm`` (query × target), ``tbia`` (pseudo-target × query), ``ctr`` (text × pair), ``None``
+    for a branch that was not computed."""
+    q = embeddings["query"]
+    qtm = QTM_SCALE * q.float() @ embeddings["target"].float().T
+    out = {"qtm": qtm, "tbia": None, "ctr": None}
+    if embeddings["pseudo"] is not None:
+        out["tbia"] = cosine_logits(embeddings["pseudo"], q, AUX_SCALE)
+    if embeddings["pair"] is not None:
+        out["ctr"] = cosine_logits(embeddings["text"], embeddings["pair"], AUX_SCALE)
+    return out
+
+
 def cala_logits(model: CaLa, batch: dict, branches: Sequence[str] = BRANCHES) -> dict:
     """The ``[B, B]`` logit matrices of one batch (diagonal = matching pairs).
 
     ``batch`` holds ``reference`` / ``text`` ``[B, D]`` global features, ``target`` ``[B, D]``
     L2-normalised, and for the branches ``reference_tokens`` / ``target_tokens`` ``[B, N, W_I]``,
     ``text_tokens`` ``[B, L, W_T]`` and ``text_mask`` ``[B, L]``. Returns ``qtm`` and, when
-    asked for, ``tbia`` and ``ctr`` (``None`` otherwise).
+    asked for, ``tbia`` and ``ctr`` (``None`` otherwise): :func:`logits_of` of
+    :func:`cala_embeddings`.
     """
-    q = model(batch["reference"], batch["text"])
-    out = {"qtm": QTM_SCALE * q.float() @ batch["target"].float().T, "tbia": None, "ctr": None}
-    if "tbia" in branches:
-        pseudo = model.hinge(
-            batch["reference_tokens"], batch["text_tokens"], batch["text_mask"],
-            batch["target_tokens"],
-        )  # fmt: skip
-        out["tbia"] = cosine_logits(pseudo, q, AUX_SCALE)
-    if "ctr" in branches:
-        fused = model.compositor(batch["reference_tokens"], batch["target_tokens"])
-        out["ctr"] = cosine_logits(model.complementary_text(batch["text"]), fused, AUX_SCALE)
-    return out
+    return logits_of(cala_embeddings(model, batch, branches))
 
 
 def cala_loss(
@@ -102,6 +129,11 @@ def cala_loss(
     (paper, weights ``alpha``, ``beta``) or ``"convex"`` (released code, weights
     ``tac_weight``, ``hca_weight``). Features move to ``device`` once; token features stay
     float16 there and are cast per batch.
+
+    Under ``fit(distributed=True)`` (``model`` wrapped in DDP) each rank computes the vectors
+    of its rows (:func:`cala_embeddings`) and gathers all ranks' before any logit is formed, so
+    all three ``[B, B]`` matrices, hence both branch losses and the convex mixture, are those of
+    the global batch: every rank computes the one-process loss of the whole batch.
     """
     branches = _check_options(branches, combination)
     ref_idx, tgt_idx = features.reference_index.to(device), features.target_index.to(device)
@@ -127,7 +159,11 @@ def cala_loss(
             batch["target_tokens"] = img_tok[tgt_idx[idx]].float()
             batch["text_tokens"] = txt_tok[idx].float()
             batch["text_mask"] = txt_mask[idx]
-        s = cala_logits(model, batch, branches)
+        # one DDP forward pass for the Combiner and both branches (cirlib.distributed)
+        e = call_in_forward(model, cala_embeddings, batch, branches)
+        if is_wrapped(model):  # fit(distributed=True): the global batch on every rank
+            e = {k: None if v is None else gather_with_grad(v) for k, v in e.items()}
+        s = logits_of(e)
         if combination == "additive":
             return additive_cala_loss(
                 s["qtm"], s["tbia"], s["ctr"],
@@ -154,10 +190,18 @@ def train_cala(
     beta: float = BETA,
     tac_weight: float = TAC_WEIGHT,
     hca_weight: float = HCA_WEIGHT,
+    distributed: bool = False,
     **model_options,
 ) -> FitResult:
     """Train CaLa with the profile's epochs, batch size and learning rate (one Adam learning
-    rate for every module; the released code gives the branches twice the encoder's)."""
+    rate for every module; the released code gives the branches twice the encoder's).
+
+    ``distributed=True`` under torchrun trains on all ranks over the global batch
+    (``fit(distributed=True)``, :func:`cala_loss`); it is not a setting of the run, so the
+    checkpoint is the one a one-process run would load. DDP needs a gradient for every
+    parameter it tracks, so there the modules of a branch that is off or weighted 0 are frozen
+    (``requires_grad=False``); on one process they get no gradient either, and Adam skips them.
+    """
     branches = _check_options(branches, combination)
     torch.manual_seed(seed)
     model = build_cala(train_features, **model_options)
@@ -166,6 +210,17 @@ def train_cala(
         if combination == "additive"
         else {"tac_weight": tac_weight, "hca_weight": hca_weight}
     )
+    if distributed:
+        tbia_weight, ctr_weight = (
+            (alpha, beta) if combination == "additive" else (hca_weight, tac_weight)
+        )
+        idle = []
+        if "tbia" not in branches or tbia_weight == 0:
+            idle.append(model.hinge)
+        if "ctr" not in branches or ctr_weight == 0:
+            idle += [model.compositor, model.text_head]
+        for module in idle:
+            module.requires_grad_(False)
     settings = {
         "method": "cala",
         "branches": list(branches),
@@ -198,6 +253,7 @@ def train_cala(
         amp=cfg.amp,
         eval_fn=eval_fn,
         desc=f"CaLa ({combination}, {'+'.join(branches) or 'QTM only'}) seed {seed}",
+        distributed=distributed,
     )
 
 

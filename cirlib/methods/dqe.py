@@ -23,6 +23,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from cirlib.distributed import (
+    broadcast,
+    call_in_forward,
+    gather,
+    gather_with_grad,
+    is_wrapped,
+    rank_slice,
+    unwrap,
+)
 from cirlib.losses import (
     attribute_margin_loss,
     batch_classification_loss,
@@ -202,6 +211,48 @@ def refresh_miner(model, miner: TargetRelativeMiner, features, epoch: int) -> No
         model.train(was_training)
 
 
+def _refresh(model, miner: TargetRelativeMiner, features, epoch: int) -> None:
+    """:func:`refresh_miner`; under DDP on rank 0 only, its pools then sent to every rank.
+
+    Every rank holds the same weights, so one encoding of the training set suffices, and the
+    ranks cannot disagree about the pools even where two GPUs would round differently.
+    """
+    if not is_wrapped(model):
+        refresh_miner(model, miner, features, epoch)
+        return
+    if torch.distributed.get_rank() == 0:
+        refresh_miner(unwrap(model), miner, features, epoch)
+        pool, length = miner.pool, miner.pool_length
+    else:
+        n = len(miner.target_index)
+        pool = torch.empty(n, miner.pool_size, dtype=torch.long)
+        length = torch.empty(n, dtype=torch.long)
+    pool, length = broadcast(pool), broadcast(length)
+    if torch.distributed.get_rank() != 0:
+        miner.pool, miner.pool_length = pool, length
+        miner.refreshed_at.append(epoch)
+
+
+def _sample_negatives(miner: TargetRelativeMiner, idx: torch.Tensor, k: int, wrapped: bool):
+    """``[b, k]`` negatives of this rank's queries ``idx``; under DDP drawn once for the global
+    batch.
+
+    Rank 0 draws the negatives of all ``B`` queries from its random stream (the one-process
+    stream: ``fit`` re-seeds only the other ranks) and sends them; each rank keeps its rows. With
+    dropout off these are the one-process draws exactly; with dropout on, rank 0's dropout moves
+    its stream by a different amount than one process's, so they are equal in distribution.
+    """
+    if not wrapped:
+        return miner.sample(idx.cpu(), k)
+    everyone = gather(idx)
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    if rank == 0:
+        neg = miner.sample(everyone.cpu(), k)
+    else:
+        neg = torch.empty(len(everyone), k, dtype=torch.long)
+    return rank_slice(broadcast(neg), rank, world)
+
+
 def dqe_loss(
     features,
     miner: TargetRelativeMiner | None,
@@ -218,6 +269,14 @@ def dqe_loss(
     per epoch) and, before the first batch of every epoch the miner says is due, re-encodes and
     re-mines. ``start_epoch`` is the epoch a resumed run starts at. With ``miner=None`` (or all
     mined-negative weights 0) it is the batch-based classification loss on the joint scores.
+
+    Under ``fit(distributed=True)`` (``model`` wrapped in DDP) rank 0 re-mines and sends the
+    pools to every rank (:func:`_refresh`) and draws the negatives of the whole batch
+    (:func:`_sample_negatives`); each rank embeds its queries, targets and negatives, and all
+    of them, with the frozen relevances and the attribute gates, are gathered before any term is
+    formed. The in-batch negatives of the BBC term and the attribute term's normalisation by the
+    batch's open gates are then the global batch's, and every rank computes the one-process
+    loss of the whole batch.
 
     Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
@@ -244,34 +303,53 @@ def dqe_loss(
         epoch = start_epoch + calls["n"] // batches_per_epoch
         calls["n"] += 1
         if uses_negatives and miner.due(epoch):
-            refresh_miner(model, miner, features, epoch)
+            _refresh(model, miner, features, epoch)
         idx = idx.to(device)
-        query = model(images[ref[idx]], texts[idx], token_rows(ref[idx]))
-        target = model.embed_gallery(images[tgt[idx]], token_rows(tgt[idx]))
-        jq, jt = model.joint_query(query), model.joint_gallery(target)
+        wrapped = is_wrapped(model)
+
+        def encode(module):
+            query = module(images[ref[idx]], texts[idx], token_rows(ref[idx]))
+            target = module.embed_gallery(images[tgt[idx]], token_rows(tgt[idx]))
+            if not uses_negatives:
+                return query, target, None, None
+            neg = _sample_negatives(miner, idx, s.n_negatives, wrapped).to(device)  # [b, K]
+            flat = neg.flatten()
+            return query, target, neg, module.embed_gallery(images[flat], token_rows(flat))
+
+        # every embedding of the step in one DDP forward pass (cirlib.distributed)
+        query, target, neg, negative = call_in_forward(model, encode)
+        head = unwrap(model)
+        jq, jt = head.joint_query(query), head.joint_gallery(target)
+        if wrapped:  # fit(distributed=True): the global batch on every rank
+            jq, jt = gather_with_grad(jq), gather_with_grad(jt)
         loss = batch_classification_loss(jq, jt, s.scale)
         if not uses_negatives:
             return loss
-        neg = miner.sample(idx.cpu(), s.n_negatives).to(device)  # [B, K]
         b, k = neg.shape
-        flat = neg.flatten()
-        negative = model.embed_gallery(images[flat], token_rows(flat))
-        jn = model.joint_gallery(negative).view(b, k, -1)
+        jn = head.joint_gallery(negative).view(b, k, -1)
+        if wrapped:
+            jn = gather_with_grad(jn)
         pos = (jq * jt).sum(-1)
         negs = torch.einsum("be,bke->bk", jq, jn)
         if s.pairwise_weight:
             loss = loss + s.pairwise_weight * pairwise_preference_loss(pos, negs, s.temperature)
         if s.kl_weight:
             relevance = torch.einsum("bd,bkd->bk", frozen[tgt[idx]], frozen[neg])
+            if wrapped:
+                relevance = gather(relevance)
             p = target_relative_distribution(relevance, s.relevance_temperature)
             loss = loss + s.kl_weight * target_distribution_kl_loss(pos, negs, p, s.temperature)
         if s.ranking_weight:
             loss = loss + s.ranking_weight * margin_ranking_loss(pos, negs, s.margin)
         if s.attribute_weight and query.attributes.numel():
+            q_attr, t_attr = query.attributes, target.attributes
             neg_attr = negative.attributes.view(b, k, *negative.attributes.shape[1:])
             g = gates[idx] if gates is not None else None
+            if wrapped:  # the loss is normalised by the open gates of the whole batch
+                q_attr, t_attr, neg_attr = map(gather_with_grad, (q_attr, t_attr, neg_attr))
+                g = gather(g) if g is not None else None
             loss = loss + s.attribute_weight * attribute_margin_loss(
-                query.attributes, target.attributes, neg_attr, s.attribute_margin, g
+                q_attr, t_attr, neg_attr, s.attribute_margin, g
             )
         return loss
 
@@ -289,6 +367,7 @@ def train_dqe(
     settings: DQESettings | None = None,
     miner: TargetRelativeMiner | None = None,
     stop_after_epoch: int | None = None,
+    distributed: bool = False,
     **overrides,
 ) -> FitResult:
     """Train DQE-CIR with the profile's epochs, batch size and learning rate.
@@ -297,6 +376,12 @@ def train_dqe(
     replace fields of ``settings`` (e.g. ``zone=(0, 1)``, ``attributes=()``). Pass a ``miner``
     (from :func:`build_miner`) to inspect its pools and refresh epochs afterwards;
     ``stop_after_epoch`` interrupts the run (to show resuming).
+
+    ``distributed=True`` under torchrun trains on all ranks over the global batch
+    (``fit(distributed=True)``, :func:`dqe_loss`); it is not a setting of the run, so the
+    checkpoint is the one a one-process run would load. DDP needs a gradient for every
+    parameter it tracks, so with ``attributes=()`` the unused attribute-weight head is frozen
+    there (on one process it gets no gradient either, and Adam skips it).
 
     Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
@@ -307,6 +392,8 @@ def train_dqe(
         )
     torch.manual_seed(seed)
     model = build_model(train_features, s)
+    if distributed and not s.attributes:
+        model.weights.requires_grad_(False)
     miner = miner if miner is not None else build_miner(train_features, split, s, seed)
     n = len(train_features.texts)
     gates = attribute_gates(split, s.attributes) if s.attributes else None
@@ -334,4 +421,5 @@ def train_dqe(
         eval_fn=eval_fn,
         stop_after_epoch=stop_after_epoch,
         desc=f"DQE-CIR seed {seed}",
+        distributed=distributed,
     )

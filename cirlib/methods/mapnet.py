@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cirlib.distributed import call_in_forward, gather, gather_with_grad, is_wrapped
 from cirlib.losses.batch_classification import batch_classification_loss
 from cirlib.losses.multi_schema_interaction import multi_schema_interaction_loss
 from cirlib.losses.relaxed_proximity import negative_confidence, relaxed_proximity_loss
@@ -217,6 +218,12 @@ def mapnet_loss(
     Sinkhorn solve). ``record``, when given, collects each term's per-batch value under
     ``"bbc"``, ``"msi"``, ``"rp"`` (for plots).
 
+    Under ``fit(distributed=True)`` (``model`` wrapped in DDP) each rank encodes its rows and
+    gathers all ranks' embeddings, schemas and frozen target features: the in-batch negatives,
+    the kernel :math:`W_\sigma` over all :math:`B` targets and the Sinkhorn solve (whose stopping
+    test is over the whole batch) are then the one-process ones, and every rank computes the
+    one-process loss of the whole batch.
+
     Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
     """
     _check_tokens(features)
@@ -229,20 +236,30 @@ def mapnet_loss(
     ref_index = features.reference_index.to(device)
     tgt_index = features.target_index.to(device)
 
+    def encode(module, r, t, idx):
+        e_q, f_q = module.encode_query(
+            images[r], texts[idx], image_tokens[r].float(), text_tokens[idx].float(), text_mask[idx]
+        )
+        e_t, f_t = module.encode_target(images[t], image_tokens[t].float())
+        return e_q, f_q, e_t, f_t
+
     def loss_fn(model, idx):
         idx = idx.to(device)
         r, t = ref_index[idx], tgt_index[idx]
-        e_q, f_q = model.encode_query(
-            images[r], texts[idx], image_tokens[r].float(), text_tokens[idx].float(), text_mask[idx]
-        )
-        e_t, f_t = model.encode_target(images[t], image_tokens[t].float())
+        # both sides in one DDP forward pass (cirlib.distributed.call_in_forward)
+        e_q, f_q, e_t, f_t = call_in_forward(model, encode, r, t, idx)
+        target_features = images[t]
+        if is_wrapped(model):  # fit(distributed=True): the global batch on every rank
+            e_q, f_q, e_t = (gather_with_grad(x) for x in (e_q, f_q, e_t))
+            # MSI reads the target schemas through a stop-gradient, the kernel is frozen
+            f_t, target_features = gather(f_t), gather(target_features)
         loss = batch_classification_loss(e_q, e_t, scale)
         parts = {"bbc": loss}
         if msi_weight:
             parts["msi"] = multi_schema_interaction_loss(f_q, f_t, tau=tau)
             loss = loss + msi_weight * parts["msi"]
         if rp_weight:
-            weights = negative_confidence(images[t], sigma)
+            weights = negative_confidence(target_features, sigma)
             parts["rp"] = relaxed_proximity_loss(e_q, e_t, weights, gamma)
             loss = loss + rp_weight * parts["rp"]
         if record is not None:
@@ -345,6 +362,7 @@ def train_mapnet(
     eval_fn=None,
     record: dict | None = None,
     epochs: int | None = None,
+    distributed: bool = False,
     **options,
 ) -> FitResult:
     """Train MAPNet with the profile's epochs, batch size and learning rate (the Combiner's
@@ -352,6 +370,9 @@ def train_mapnet(
     ``n_schemas``, ``tau``, ``gamma``, ``sigma``, ``msi_weight``, ``rp_weight``, sizes).
 
     ``epochs`` overrides ``cfg.epochs`` (the chapter's single-seed sweeps use it, and say so).
+    ``distributed=True`` under torchrun trains on all ranks over the global batch
+    (``fit(distributed=True)``, :func:`mapnet_loss`); it is not a setting of the run, so the
+    checkpoint is the one a one-process run would load.
     """
     settings = {**TOY_SETTINGS, **options}
     unknown = set(settings) - set(TOY_SETTINGS) - {"dropout"}
@@ -385,4 +406,5 @@ def train_mapnet(
         amp=cfg.amp,
         eval_fn=eval_fn,
         desc=f"MAPNet seed {seed}",
+        distributed=distributed,
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from cirlib.distributed import broadcast, gather, gather_with_grad, is_wrapped
 from cirlib.losses import batch_classification_loss, blend_losses, uncertainty_regularisation_loss
 from cirlib.methods.combiner import combiner_queries
 from cirlib.models.augmenter import AUGMENTER_FORMS, gaussian_feature_augment
@@ -79,6 +80,24 @@ def mgur_queries(model: Combiner, features, batch_size: int = 4096) -> torch.Ten
     return combiner_queries(model, features, batch_size)
 
 
+def _augment(targets: torch.Tensor, form: str, noise_scale: float, wrapped: bool) -> torch.Tensor:
+    """The augmenter on the batch's (frozen) targets; over ranks, drawn once for the global batch.
+
+    Under DDP rank 0 jitters all ``B`` targets and sends them to the other ranks: the noise is
+    then the same on every rank (the spread :math:`s` and the coarse logits are one batch's),
+    and it is drawn from rank 0's stream, which is the one-process stream, so with dropout off
+    it is the one-process noise exactly. With dropout on, rank 0's dropout draws (for its
+    ``B / W`` rows) move that stream differently, so the noise equals a one-process run's in
+    distribution only. The targets are frozen features, so nothing is lost by sending values
+    without gradient.
+    """
+    if not wrapped:
+        return gaussian_feature_augment(targets, form=form, noise_scale=noise_scale)
+    if torch.distributed.get_rank() == 0:
+        targets = gaussian_feature_augment(targets, form=form, noise_scale=noise_scale)
+    return broadcast(targets)
+
+
 def mgur_loss(
     features,
     *,
@@ -116,6 +135,11 @@ def mgur_loss(
     blend : ``"coarse_to_fine"`` (:math:`\gamma_e = e^{-g e/E}`) or ``"constant"`` (the schedule's
         mean over the run, so only the coarse-first order is removed).
 
+    Under ``fit(distributed=True)`` (``model`` wrapped in DDP) the queries and targets of all
+    ranks are gathered, so both terms, the spread :math:`s` and the augmenter's draws are those
+    of the global batch (:func:`_augment`), and every rank computes the one-process loss of the
+    whole batch (:mod:`cirlib.distributed`).
+
     The returned closure carries ``clock`` (an :class:`~cirlib.schedules.EpochClock`) and
     ``weight(epoch)``. Introduced in chapter "MGUR: multi-grained uncertainty regularisation".
     """
@@ -141,12 +165,15 @@ def mgur_loss(
         idx = idx.to(device)
         q = model(ref[idx], texts[idx])
         t = tgt[idx]
+        wrapped = is_wrapped(model)
+        if wrapped:  # fit(distributed=True): this rank's rows -> the global batch
+            q, t = gather_with_grad(q), gather(t)
         fine = batch_classification_loss(q, t, scale)
         if w == 0.0:
             return fine
         jittered = feature_norm * t
         if augmenter is not None:
-            jittered = gaussian_feature_augment(jittered, form=augmenter, noise_scale=noise_scale)
+            jittered = _augment(jittered, augmenter, noise_scale, wrapped)
         if regulariser:
             coarse = uncertainty_regularisation_loss(q, jittered, scale / feature_norm)
         else:
@@ -173,9 +200,14 @@ def train_mgur(
     scale: float = LOGIT_SCALE,
     feature_norm: float | None = None,
     dropout: float = 0.5,
+    distributed: bool = False,
 ) -> FitResult:
     """Train a Combiner with MGUR's loss, on the profile's epochs, batch size and learning rate
     (the Combiner baseline's budget).
+
+    ``distributed=True`` under torchrun trains on all ranks over the global batch
+    (``fit(distributed=True)``); it is not a setting of the run, so the checkpoint is the one a
+    one-process run with the same options would load.
 
     Introduced in chapter "MGUR: multi-grained uncertainty regularisation"."""
     torch.manual_seed(seed)
@@ -214,4 +246,5 @@ def train_mgur(
         amp=cfg.amp,
         eval_fn=eval_fn,
         desc=f"MGUR seed {seed}",
+        distributed=distributed,
     )
