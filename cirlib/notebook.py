@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -11,9 +12,14 @@ import torch
 
 from cirlib.seed import deterministic, seed_everything
 
+_started: dict[str, float | str] = {}  # when setup_notebook ran, and under which profile
+
 
 def setup_notebook(cfg, threads: int | None = None) -> None:
-    """Seed everything, make kernels deterministic, fix the thread count, quiet known noise."""
+    """Seed everything, make kernels deterministic, fix the thread count, quiet known noise.
+
+    Also starts the chapter's clock, which :func:`glue_run_time` reads in the last cell."""
+    _started.update(seconds=time.monotonic(), profile=cfg.name)
     seed_everything(cfg.seed)
     deterministic(True)
     if threads or cfg.device == "cpu":
@@ -103,3 +109,28 @@ def glue(name: str, value, display: bool = False):
         return value
     _glue(name, Markdown(value) if isinstance(value, str) else value, display=display)
     return value
+
+
+def format_duration(seconds: float) -> str:
+    """``"48 s"``, ``"6 min 12 s"`` or ``"1 h 3 min"``: a run time as a reader wants to see it."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, s = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {s} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def glue_run_time(name: str = "run_time") -> str:
+    """Glue, as Markdown under ``name``, how long this chapter ran (from :func:`setup_notebook`
+    to this call) and in which profile, e.g. ``"6 min 12 s in the `toy` profile"``.
+
+    Every chapter calls it in its last cell, so the run time in its header is the executed run's
+    own, not a number typed in from an earlier build.
+    """
+    if "seconds" not in _started:
+        raise RuntimeError("glue_run_time() measures from setup_notebook(cfg): call that first")
+    elapsed = time.monotonic() - _started["seconds"]
+    return glue(name, f"{format_duration(elapsed)} in the `{_started['profile']}` profile")

@@ -26,3 +26,27 @@ def test_falls_back_to_the_load_average(monkeypatch):
     monkeypatch.setattr(notebook, "_busy_cores", lambda interval=0.3: None)
     monkeypatch.setattr(os, "getloadavg", lambda: (1000.0, 0.0, 0.0))
     assert notebook._free_cores() == 1
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.4, "0 s"), (48.6, "49 s"), (60, "1 min 0 s"), (372, "6 min 12 s"), (3780, "1 h 3 min")],
+)
+def test_format_duration(seconds, text):
+    assert notebook.format_duration(seconds) == text
+
+
+def test_glue_run_time_measures_from_setup(monkeypatch):
+    from cirlib.config import resolve
+
+    clock = iter([100.0, 472.0])
+    monkeypatch.setattr(notebook.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(notebook, "_started", {})
+    with pytest.raises(RuntimeError, match="setup_notebook"):
+        notebook.glue_run_time()
+    # keep this test process's thread count and kernel flags as they are
+    monkeypatch.setattr(notebook, "deterministic", lambda enabled=True: None)
+    import torch
+
+    notebook.setup_notebook(resolve("smoke"), threads=torch.get_num_threads())
+    assert notebook.glue_run_time() == "6 min 12 s in the `smoke` profile"
