@@ -110,14 +110,47 @@ def _spans(total: int, size: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + size, total)
 
 
-def _score_block(queries: torch.Tensor, gallery: torch.Tensor, q: slice, g: slice) -> torch.Tensor:
+_NON_FINITE = (
+    "non-finite similarity scores: the features contain NaN/inf or overflow; "
+    "check the encoder output and normalise the features"
+)
+
+
+def _blocks_need_check(queries: torch.Tensor, gallery: torch.Tensor) -> bool:
+    r"""Raise on NaN/inf features; return whether a score block can still overflow.
+
+    A NaN would silently break every comparison (and -inf is the exclusion sentinel of
+    :func:`topk`), so non-finite scores must be refused. With finite features a block can only
+    hold inf or NaN through overflow, which Cauchy-Schwarz rules out cheaply: every partial sum
+    of :math:`\langle q, g \rangle`, in any order and with any rounding, is at most
+    :math:`\sum_k |q_k g_k| (1 + u)^{d+1} \le \|q\| \|g\| (1 + u)^{d+1}`, and
+    :math:`(1 + u)^{d+1} \le 2` when :math:`(d + 1) u \le 1/2` (:math:`u` the machine epsilon).
+    So when :math:`\max \|q_i\| \max \|g_j\|` is below a quarter of the largest finite number
+    no block is checked; otherwise (huge features) every block is.
+    """
+    for x in (queries, gallery):
+        # One sum is far cheaper than an elementwise test and is non-finite whenever an entry
+        # is; it can also overflow on finite entries, hence the exact test in that case.
+        if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
+            raise ValueError(_NON_FINITE)
+    if queries.numel() == 0 or gallery.numel() == 0:
+        return False
+    info = torch.finfo(queries.dtype)
+    # Norms in float64: exact enough, and no overflow for float32/16 features.
+    q_norm = torch.linalg.vector_norm(queries, dim=1, dtype=torch.float64).max()
+    g_norm = torch.linalg.vector_norm(gallery, dim=1, dtype=torch.float64).max()
+    bounded = (queries.shape[1] + 1) * info.eps <= 0.5 and float(q_norm * g_norm) <= info.max / 4
+    return not bounded
+
+
+def _score_block(
+    queries: torch.Tensor, gallery: torch.Tensor, q: slice, g: slice, check: bool
+) -> torch.Tensor:
     scores = queries[q] @ gallery[g].T
-    # A NaN would silently break every comparison below (and -inf is our exclusion sentinel).
-    if not torch.isfinite(scores).all():
-        raise ValueError(
-            "non-finite similarity scores: the features contain NaN/inf or overflow; "
-            "check the encoder output and normalise the features"
-        )
+    # Only when _blocks_need_check said so; a sum is non-finite whenever an entry is (the exact
+    # test then tells a real inf/NaN from a sum that overflowed on large finite scores).
+    if check and not torch.isfinite(scores.sum()) and not torch.isfinite(scores).all():
+        raise ValueError(_NON_FINITE)
     return scores
 
 
@@ -128,6 +161,7 @@ def _gather_scores(
     mask: torch.Tensor,
     query_chunk: int,
     gallery_chunk: int,
+    check: bool,
 ) -> torch.Tensor:
     """``S[i, cols[i, l]]`` for every slot with ``mask[i, l]``; shape [n, L].
 
@@ -142,7 +176,7 @@ def _gather_scores(
             sel = k & (c >= g0) & (c < g1)
             if not sel.any():
                 continue
-            block = _score_block(queries, gallery, slice(q0, q1), slice(g0, g1))
+            block = _score_block(queries, gallery, slice(q0, q1), slice(g0, g1), check)
             rows, slots = sel.nonzero(as_tuple=True)
             out[q0 + rows, slots] = block[rows, c[rows, slots] - g0]
     return out
@@ -156,6 +190,7 @@ def _count_before(
     exclude: torch.Tensor | None,
     query_chunk: int,
     gallery_chunk: int,
+    check: bool,
 ) -> torch.Tensor:
     """Number of gallery items ranked before ``targets`` (excluded item not counted); Long[n]."""
     n, m = queries.shape[0], gallery.shape[0]
@@ -165,7 +200,7 @@ def _count_before(
         s_t = target_scores[q0:q1, None]
         e = None if exclude is None else exclude[q0:q1, None]
         for g0, g1 in _spans(m, gallery_chunk):
-            block = _score_block(queries, gallery, slice(q0, q1), slice(g0, g1))
+            block = _score_block(queries, gallery, slice(q0, q1), slice(g0, g1), check)
             j = torch.arange(g0, g1, device=queries.device)[None, :]
             before = (block > s_t) | ((block == s_t) & (j < t))
             # The target is excluded by index, not by score, so it can never count itself.
@@ -226,8 +261,10 @@ def target_ranks(
     with torch.no_grad():
         cols = targets[:, None]
         everything = torch.ones_like(cols, dtype=torch.bool)
-        s_t = _gather_scores(queries, gallery, cols, everything, query_chunk, gallery_chunk)[:, 0]
-        return _count_before(queries, gallery, targets, s_t, exclude, query_chunk, gallery_chunk)
+        check = _blocks_need_check(queries, gallery)
+        chunks = (query_chunk, gallery_chunk, check)
+        s_t = _gather_scores(queries, gallery, cols, everything, *chunks)[:, 0]
+        return _count_before(queries, gallery, targets, s_t, exclude, *chunks)
 
 
 def best_valid_ranks(
@@ -293,7 +330,9 @@ def best_valid_ranks(
         cols[i, : len(r)] = torch.tensor(r, dtype=torch.long)
         mask[i, : len(r)] = True
     with torch.no_grad():
-        scores = _gather_scores(queries, gallery, cols, mask, query_chunk, gallery_chunk)
+        check = _blocks_need_check(queries, gallery)
+        chunks = (query_chunk, gallery_chunk, check)
+        scores = _gather_scores(queries, gallery, cols, mask, *chunks)
         # The best-placed valid target is the one with the highest score, lowest index on ties;
         # its rank is the minimum because rank is monotone in the ranking order.
         masked = scores.masked_fill(~mask, float("-inf"))
@@ -302,9 +341,7 @@ def best_valid_ranks(
         slot = is_top.to(torch.uint8).argmax(dim=1, keepdim=True)  # first True
         best = cols.gather(1, slot)[:, 0]
         best_score = scores.gather(1, slot)[:, 0]
-        return _count_before(
-            queries, gallery, best, best_score, exclude, query_chunk, gallery_chunk
-        )
+        return _count_before(queries, gallery, best, best_score, exclude, *chunks)
 
 
 def topk(
@@ -351,11 +388,12 @@ def topk(
     out_scores = torch.empty((n, k), dtype=queries.dtype, device=queries.device)
     out_idx = torch.empty((n, k), dtype=torch.long, device=queries.device)
     with torch.no_grad():
+        check = _blocks_need_check(queries, gallery)
         for q0, q1 in _spans(n, query_chunk):
             best_s = torch.empty((q1 - q0, 0), dtype=queries.dtype, device=queries.device)
             best_i = torch.empty((q1 - q0, 0), dtype=torch.long, device=queries.device)
             for g0, g1 in _spans(m, gallery_chunk):
-                block = _score_block(queries, gallery, slice(q0, q1), slice(g0, g1))
+                block = _score_block(queries, gallery, slice(q0, q1), slice(g0, g1), check)
                 j = torch.arange(g0, g1, device=queries.device).expand(q1 - q0, -1)
                 if exclude is not None:
                     # Scores are checked finite, so -inf sorts the excluded item after every
@@ -433,7 +471,10 @@ def subset_ranks(
         raise ValueError(f"query {i}: subset {subset[i].tolist()} repeats an index")
     with torch.no_grad():
         everything = torch.ones_like(subset, dtype=torch.bool)
-        scores = _gather_scores(queries, gallery, subset, everything, query_chunk, gallery_chunk)
+        check = _blocks_need_check(queries, gallery)
+        scores = _gather_scores(
+            queries, gallery, subset, everything, query_chunk, gallery_chunk, check
+        )
         t = targets[:, None]
         s_t = scores.gather(1, (subset == t).to(torch.uint8).argmax(dim=1, keepdim=True))
         before = (scores > s_t) | ((scores == s_t) & (subset < t))
