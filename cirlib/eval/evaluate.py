@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from cirlib.data.records import CIRSplit
 from cirlib.eval.index import best_valid_ranks_from_topk, make_index, ranks_from_topk
-from cirlib.eval.ranking import best_valid_ranks, subset_ranks, target_ranks
+from cirlib.eval.ranking import evaluation_ranks, subset_ranks
 from cirlib.eval.recall import recall_at_k
 
 KS = (1, 5, 10, 50)
@@ -60,8 +60,14 @@ def evaluate(
             "split with targets, or write a CIRR submission file instead"
         )
     trip = split.triplets
+    subsets = valid = None
+    if all(t.subset for t in trip):
+        subsets = torch.tensor([[split.index_of(n) for n in t.subset] for t in trip])
+    if all(t.valid_targets for t in trip):
+        valid = [[split.index_of(n) for n in t.valid_targets] for t in trip]
     if index is None:
-        ranks = {"R": target_ranks(q, gallery, tgt, ref)}
+        # One sweep over the score blocks for R, Rs and mR.
+        ranks = evaluation_ranks(q, gallery, tgt, ref, subset=subsets, valid=valid)
     else:
         if isinstance(index, str):
             index = make_index(gallery, index)
@@ -69,14 +75,9 @@ def evaluate(
             raise ValueError(f"the index holds {index.size} rows, the gallery {len(gallery)}")
         top_ids = index.search(q, min(max(ks), len(gallery) - 1), exclude=ref)[1]
         ranks = {"R": ranks_from_topk(top_ids, tgt)}
-    if all(t.subset for t in trip):
-        subsets = torch.tensor([[split.index_of(n) for n in t.subset] for t in trip])
-        ranks["Rs"] = subset_ranks(q, gallery, subsets, tgt, ref)
-    if all(t.valid_targets for t in trip):
-        valid = [[split.index_of(n) for n in t.valid_targets] for t in trip]
-        if index is None:
-            ranks["mR"] = best_valid_ranks(q, gallery, valid, ref)
-        else:
+        if subsets is not None:
+            ranks["Rs"] = subset_ranks(q, gallery, subsets, tgt, ref)
+        if valid is not None:
             ranks["mR"] = best_valid_ranks_from_topk(top_ids, valid)
 
     def summarise(r: dict[str, torch.Tensor]) -> dict[str, float]:
