@@ -8,9 +8,11 @@ Every function here ranks a gallery for each query by the plain dot product
 of query :math:`i` is descending score with ties broken by the lower gallery index, i.e. exactly
 the order of ``torch.sort(S[i], descending=True, stable=True)``. An optional per-query
 **excluded** index (the reference image) is deleted from that ranking, so the ranking has
-:math:`m - 1` entries. The 0-based rank of gallery item :math:`t` is then
+:math:`m - 1` entries; optional per-query **exclusion sets** ``exclude_sets`` delete more items
+(Fashion200k: every image with the reference's caption). With :math:`E_i` all the excluded
+items of query :math:`i`, the 0-based rank of gallery item :math:`t \notin E_i` is
 
-.. math:: r_i(t) = \#\{\, j \ne t,\ j \ne e_i :\ s_{ij} > s_{it}
+.. math:: r_i(t) = \#\{\, j \ne t,\ j \notin E_i :\ s_{ij} > s_{it}
           \ \text{or}\ (s_{ij} = s_{it} \text{ and } j < t) \,\}.
 
 ``S`` is never materialised: it is computed in blocks of ``query_chunk x gallery_chunk``.
@@ -117,28 +119,59 @@ def _check_target_not_excluded(targets: torch.Tensor, exclude: torch.Tensor | No
         )
 
 
-def _excluded_table(exclude: torch.Tensor | None):
-    """The ``(cols, mask)`` of the excluded index of each query, or None."""
-    if exclude is None:
-        return None
-    return exclude[:, None], torch.ones((len(exclude), 1), dtype=torch.bool, device=exclude.device)
+def _exclusions(exclude: torch.Tensor | None, exclude_sets, n: int, m: int, device):
+    """Each query's excluded indices, ``{exclude[i]} | set(exclude_sets[i])``, as a table
+    ``(cols, mask)`` of distinct indices (or None when nothing is excluded) and as Python sets
+    (None without ``exclude_sets``)."""
+    if exclude_sets is None:
+        if exclude is None:
+            return None, None
+        return (exclude[:, None], torch.ones((n, 1), dtype=torch.bool, device=device)), None
+    if isinstance(exclude_sets, torch.Tensor) or len(exclude_sets) != n:
+        raise ValueError(
+            f"exclude_sets must be a sequence of one sequence of gallery indices per query "
+            f"({n}), got {type(exclude_sets).__name__} of length {len(exclude_sets)}"
+        )
+    base = [()] * n if exclude is None else [(e,) for e in exclude.tolist()]
+    sets = []
+    for i, extra in enumerate(exclude_sets):
+        idx = {int(v) for v in extra}
+        bad = [v for v in idx if not 0 <= v < m]
+        if bad:
+            raise ValueError(f"exclude_sets[{i}] has index {bad[0]}, outside the gallery [0, {m})")
+        sets.append(idx.union(base[i]))
+    return _index_table([sorted(x) for x in sets], device), sets
 
 
-def _valid_table(valid, n: int, m: int, exclude: torch.Tensor | None, device: torch.device):
-    """Each query's distinct valid targets without the excluded one, ascending, as a table."""
+def _check_target_not_in_set(targets: torch.Tensor, table, sets) -> None:
+    if sets is None:
+        return
+    cols, mask = table
+    hit = ((cols == targets[:, None]) & mask).any(dim=1)
+    if hit.any():
+        i = int(hit.nonzero()[0, 0])
+        raise ValueError(
+            f"query {i}: target {int(targets[i])} is in its exclusion set exclude_sets[{i}], so "
+            f"it would be removed from its own ranking; drop such queries or fix the set"
+        )
+
+
+def _valid_table(valid, n: int, m: int, exclude: torch.Tensor | None, sets, device):
+    """Each query's distinct valid targets, excluded ones removed, ascending, as a table."""
     if len(valid) != n:
         raise ValueError(f"valid must hold one list per query: {len(valid)} lists for {n} queries")
-    excluded = [None] * n if exclude is None else exclude.tolist()
+    if sets is None:
+        sets = [set()] * n if exclude is None else [{e} for e in exclude.tolist()]
     rows: list[list[int]] = []
     for i, row in enumerate(valid):
         idx = {int(v) for v in row}
         bad = [v for v in idx if not 0 <= v < m]
         if bad:
             raise ValueError(f"valid[{i}] has index {bad[0]}, outside the gallery [0, {m})")
-        idx.discard(excluded[i])
+        idx -= sets[i]
         if not idx:
             raise ValueError(
-                f"valid[{i}] has no target left (it is empty or holds only the excluded index)"
+                f"valid[{i}] has no target left (it is empty or holds only excluded indices)"
             )
         # Ascending order makes "first maximum" the lowest index among tied scores.
         rows.append(sorted(idx))
@@ -446,13 +479,16 @@ def target_ranks(
     targets,
     exclude=None,
     *,
+    exclude_sets: Sequence[Sequence[int]] | None = None,
     query_chunk: int = DEFAULT_QUERY_CHUNK,
     gallery_chunk: int = DEFAULT_GALLERY_CHUNK,
 ) -> torch.Tensor:
     r"""0-based position of each query's target in its ranking.
 
-    .. math:: r_i = \#\{ j \ne t_i, j \ne e_i : s_{ij} > s_{it_i}
+    .. math:: r_i = \#\{ j \ne t_i, j \notin E_i : s_{ij} > s_{it_i}
               \text{ or } (s_{ij} = s_{it_i} \text{ and } j < t_i) \}
+
+    with :math:`E_i = \{e_i\} \cup X_i`, the excluded index and the exclusion set.
 
     Parameters
     ----------
@@ -464,6 +500,9 @@ def target_ranks(
         Gallery index of each query's target.
     exclude : Long[n] or None
         Gallery index removed from each query's ranking (the reference image), or None.
+    exclude_sets : sequence of n sequences of gallery indices, or None
+        More gallery indices removed from each query's ranking (sets may be empty, may repeat
+        an index or hold ``exclude[i]``). None (the default) removes nothing more.
     query_chunk, gallery_chunk : int
         Block sizes. Peak extra memory is the ``query_chunk x m`` scores of one query chunk
         when they take at most :data:`STRIP_BYTES`, else one ``query_chunk x gallery_chunk``
@@ -473,16 +512,23 @@ def target_ranks(
     Returns
     -------
     Long[n]
-        Ranks in ``[0, m - 1)`` with ``exclude`` (``[0, m)`` without). ``rank < K`` is a hit at K.
+        Ranks in ``[0, m - |E_i|)``: ``[0, m - 1)`` with ``exclude`` alone, ``[0, m)`` without
+        any exclusion. ``rank < K`` is a hit at K.
 
     Raises
     ------
     ValueError
         On shape or dtype mismatch, an index outside ``[0, m)``, or a target equal to its
-        excluded index.
+        excluded index or in its exclusion set.
     """
     return evaluation_ranks(
-        queries, gallery, targets, exclude, query_chunk=query_chunk, gallery_chunk=gallery_chunk
+        queries,
+        gallery,
+        targets,
+        exclude,
+        exclude_sets=exclude_sets,
+        query_chunk=query_chunk,
+        gallery_chunk=gallery_chunk,
     )["R"]
 
 
@@ -492,12 +538,13 @@ def best_valid_ranks(
     valid: Sequence[Sequence[int]],
     exclude=None,
     *,
+    exclude_sets: Sequence[Sequence[int]] | None = None,
     query_chunk: int = DEFAULT_QUERY_CHUNK,
     gallery_chunk: int = DEFAULT_GALLERY_CHUNK,
 ) -> torch.Tensor:
     r"""Rank of the best-placed valid target of each query (multi-target retrieval).
 
-    .. math:: r_i = \min_{t \in V_i \setminus \{e_i\}} r_i(t)
+    .. math:: r_i = \min_{t \in V_i \setminus E_i} r_i(t)
 
     A query is a hit at K when *any* of its valid targets is in the first K, i.e. ``r_i < K``.
 
@@ -509,6 +556,9 @@ def best_valid_ranks(
         The targets that satisfy each query; lengths may differ. Duplicates are ignored.
     exclude : Long[n] or None
         Excluded (reference) index per query; a valid index equal to it is ignored.
+    exclude_sets : sequence of n sequences of gallery indices, or None
+        More excluded indices per query, as in :func:`target_ranks`; valid indices among them
+        are ignored too.
     query_chunk, gallery_chunk : int
         Block sizes, as in :func:`target_ranks`.
 
@@ -519,14 +569,15 @@ def best_valid_ranks(
     Raises
     ------
     ValueError
-        If ``len(valid) != n``, a list is empty (or only holds the excluded index), or an index
+        If ``len(valid) != n``, a list is empty (or only holds excluded indices), or an index
         is outside ``[0, m)``.
     """
     n, m = _check_features(queries, gallery)
     _check_chunks(query_chunk, gallery_chunk)
     if exclude is not None:
         exclude = _as_index(exclude, n, m, "exclude", queries.device)
-    valid = _valid_table(valid, n, m, exclude, queries.device)
+    excluded, sets = _exclusions(exclude, exclude_sets, n, m, queries.device)
+    valid = _valid_table(valid, n, m, exclude, sets, queries.device)
     with torch.no_grad():
         return _sweep(
             queries,
@@ -535,7 +586,7 @@ def best_valid_ranks(
             rank_targets=False,
             valid=valid,
             subset=None,
-            excluded=_excluded_table(exclude),
+            excluded=excluded,
             query_chunk=query_chunk,
             gallery_chunk=gallery_chunk,
         )["mR"]
@@ -616,12 +667,13 @@ def subset_ranks(
     targets,
     exclude=None,
     *,
+    exclude_sets: Sequence[Sequence[int]] | None = None,
     query_chunk: int = DEFAULT_QUERY_CHUNK,
     gallery_chunk: int = DEFAULT_GALLERY_CHUNK,
 ) -> torch.Tensor:
     r"""Rank of the target among its subset, in the global ranking order (CIRR Recall_subset).
 
-    .. math:: r^{sub}_i = \#\{ j \in U_i \setminus \{t_i, e_i\} : s_{ij} > s_{it_i}
+    .. math:: r^{sub}_i = \#\{ j \in U_i \setminus (\{t_i\} \cup E_i) : s_{ij} > s_{it_i}
               \text{ or } (s_{ij} = s_{it_i} \text{ and } j < t_i) \}
 
     No separate scoring: the subset ordering is induced by the same scores and tie rule as the
@@ -637,6 +689,9 @@ def subset_ranks(
         The excluded index may or may not be among them (it is removed if present).
     targets : Long[n]
     exclude : Long[n] or None
+    exclude_sets : sequence of n sequences of gallery indices, or None
+        More excluded indices per query, as in :func:`target_ranks`; members among them are
+        removed from the subset.
     query_chunk, gallery_chunk : int
         Block sizes for computing the scores, as in :func:`target_ranks`.
 
@@ -651,6 +706,8 @@ def subset_ranks(
     if exclude is not None:
         exclude = _as_index(exclude, n, m, "exclude", queries.device)
     _check_target_not_excluded(targets, exclude)
+    excluded, sets = _exclusions(exclude, exclude_sets, n, m, queries.device)
+    _check_target_not_in_set(targets, excluded, sets)
     subset = _subset_tensor(subset, targets, n, m, queries.device)
     with torch.no_grad():
         return _sweep(
@@ -660,7 +717,7 @@ def subset_ranks(
             rank_targets=False,
             valid=None,
             subset=subset,
-            excluded=_excluded_table(exclude),
+            excluded=excluded,
             query_chunk=query_chunk,
             gallery_chunk=gallery_chunk,
         )["Rs"]
@@ -674,6 +731,7 @@ def evaluation_ranks(
     *,
     subset=None,
     valid: Sequence[Sequence[int]] | None = None,
+    exclude_sets: Sequence[Sequence[int]] | None = None,
     query_chunk: int = DEFAULT_QUERY_CHUNK,
     gallery_chunk: int = DEFAULT_GALLERY_CHUNK,
 ) -> dict[str, torch.Tensor]:
@@ -691,6 +749,8 @@ def evaluation_ranks(
         As in :func:`subset_ranks`.
     valid : sequence of n sequences of gallery indices, or None
         As in :func:`best_valid_ranks`.
+    exclude_sets : sequence of n sequences of gallery indices, or None
+        As in :func:`target_ranks`; applies to all three rankings.
 
     Returns
     -------
@@ -704,10 +764,12 @@ def evaluation_ranks(
     if exclude is not None:
         exclude = _as_index(exclude, n, m, "exclude", device)
     _check_target_not_excluded(targets, exclude)
+    excluded, sets = _exclusions(exclude, exclude_sets, n, m, device)
+    _check_target_not_in_set(targets, excluded, sets)
     if subset is not None:
         subset = _subset_tensor(subset, targets, n, m, device)
     if valid is not None:
-        valid = _valid_table(valid, n, m, exclude, device)
+        valid = _valid_table(valid, n, m, exclude, sets, device)
     with torch.no_grad():
         return _sweep(
             queries,
@@ -716,7 +778,7 @@ def evaluation_ranks(
             rank_targets=True,
             valid=valid,
             subset=subset,
-            excluded=_excluded_table(exclude),
+            excluded=excluded,
             query_chunk=query_chunk,
             gallery_chunk=gallery_chunk,
         )

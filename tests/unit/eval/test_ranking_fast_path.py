@@ -211,3 +211,87 @@ def test_float_scores_equal_the_separate_functions_bit_for_bit(seed, mode):
     )
     want = brute_all(blocks, targets, exclude, valid, subset)
     assert {k: v.tolist() for k, v in got.items()} == want
+
+
+# ---------------------------------------------------------------------------- exclusion sets
+
+
+def random_sets(seed: int, targets, exclude, valid, m: int):
+    """Per query a few excluded indices: never the target, sometimes the reference again, a
+    valid target, a repeated index, or nothing."""
+    rng = random.Random(seed)
+    sets = []
+    for i, t in enumerate(targets.tolist()):
+        others = [j for j in range(m) if j != t]
+        chosen = rng.sample(others, rng.randint(0, min(len(others), 6)))
+        if rng.random() < 0.3:
+            chosen.append(int(exclude[i]))
+        spare = [v for v in valid[i] if v != t]
+        if spare and rng.random() < 0.5:
+            chosen.append(spare[0])
+        if chosen and rng.random() < 0.3:
+            chosen.append(chosen[0])
+        sets.append(chosen)
+    return sets
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_exclusion_sets_equal_a_full_stable_sort(seed, mode):
+    q, g, targets, exclude, valid, subset, chunks = planted_case(seed)
+    m = g.shape[0]
+    sets = random_sets(seed, targets, exclude, valid, m)
+    # A query is only valid when one of its valid targets survives: the target always does.
+    scores = q @ g.T
+    rows = scores.tolist()
+    everything = set(range(m))
+    for ex in (None, exclude):
+        gone = [set(sets[i]) | (set() if ex is None else {int(ex[i])}) for i in range(len(q))]
+        want = {
+            "R": [brute_rank(rows[i], int(targets[i]), gone[i]) for i in range(len(q))],
+            "mR": [
+                min(brute_rank(rows[i], v, gone[i]) for v in valid[i] if v not in gone[i])
+                for i in range(len(q))
+            ],
+            "Rs": [
+                brute_rank(
+                    rows[i], int(targets[i]), gone[i] | (everything - set(subset[i].tolist()))
+                )
+                for i in range(len(q))
+            ],
+        }
+        for qc, gc in chunks:
+            kw = dict(exclude_sets=sets, query_chunk=qc, gallery_chunk=gc)
+            got = evaluation_ranks(q, g, targets, ex, subset=subset, valid=valid, **kw)
+            assert {k: v.tolist() for k, v in got.items()} == want
+            assert target_ranks(q, g, targets, ex, **kw).tolist() == want["R"]
+            assert best_valid_ranks(q, g, valid, ex, **kw).tolist() == want["mR"]
+            assert subset_ranks(q, g, subset, targets, ex, **kw).tolist() == want["Rs"]
+
+
+def test_exclusion_sets_by_hand():
+    # Scores 4, 1, 4, 3, 2 (items 0..4); ranking 0, 2, 3, 4, 1.
+    q = torch.tensor([[1.0]])
+    g = torch.tensor([[4.0], [1.0], [4.0], [3.0], [2.0]])
+    assert target_ranks(q, g, [1]).tolist() == [4]
+    assert target_ranks(q, g, [1], exclude_sets=[[0, 2]]).tolist() == [2]
+    assert target_ranks(q, g, [1], [3], exclude_sets=[[0, 2]]).tolist() == [1]
+    assert target_ranks(q, g, [2], exclude_sets=[[0]]).tolist() == [0]  # the tie winner gone
+    assert target_ranks(q, g, [4], exclude_sets=[[]]).tolist() == [3]  # an empty set
+    assert best_valid_ranks(q, g, [[2, 4]], exclude_sets=[[2, 0]]).tolist() == [1]
+    assert subset_ranks(q, g, [[1, 2, 3]], [1], exclude_sets=[[2]]).tolist() == [1]
+    # None, the default, is the same as no exclusion at all.
+    assert target_ranks(q, g, [3], exclude_sets=None).tolist() == [2]
+
+
+def test_exclusion_set_errors():
+    q, g = torch.ones(2, 1), torch.arange(5.0)[:, None]
+    with pytest.raises(ValueError, match=r"target 3 is in its exclusion set exclude_sets\[1\]"):
+        target_ranks(q, g, [0, 3], exclude_sets=[[], [1, 3]])
+    with pytest.raises(ValueError, match="one sequence of gallery indices per query"):
+        target_ranks(q, g, [0, 3], exclude_sets=[[1]])
+    with pytest.raises(ValueError, match=r"exclude_sets\[0\] has index 5, outside the gallery"):
+        target_ranks(q, g, [0, 3], exclude_sets=[[5], []])
+    with pytest.raises(ValueError, match=r"valid\[1\] has no target left"):
+        best_valid_ranks(q, g, [[0], [2, 4]], [1, 2], exclude_sets=[[], [4]])
+    with pytest.raises(ValueError, match="is in its exclusion set"):
+        subset_ranks(q, g, [[0, 1], [2, 3]], [0, 3], exclude_sets=[[0], []])
