@@ -31,10 +31,14 @@ Evaluation convention (``shared/research/methods.md`` sections 8.3 and 9.3):
 
   with :math:`r_q` the reference, :math:`t_q` the named target and ranks counted after
   :math:`r_q` is removed.
-* The reference image is removed from the ranking (TIRG). MGUR additionally removes every image
-  whose caption equals the reference's; when the two captions differ (every query whose captions
-  differ in a word) those images are never hits, so MGUR's numbers can only be higher or equal. ``meta["reference_caption"]`` keeps
-  what such a filter needs.
+* Removed from the ranking: the reference image (TIRG) and every other image whose caption equals
+  the reference's (MGUR, whose code filters the gallery by caption equality). Each query lists
+  them in :attr:`~cirlib.data.records.Triplet.excluded` (the reference included), which
+  :func:`cirlib.eval.evaluate.evaluate` removes from its rankings. The two captions of a query
+  differ, so those images are never hits and the filter can only raise the numbers over TIRG's
+  (reference only). A test query whose two captions are equal could not be answered under the
+  filter and is dropped with a warning (TIRG's ``test_queries.txt`` has none).
+  ``meta["reference_caption"]`` keeps the reference's caption.
 
 Training queries are not shipped. ``"train"`` builds them once, reproducibly from ``seed``
 (MGUR's variant of TIRG's on-the-fly sampling): two captions are *one word apart* when deleting
@@ -173,8 +177,9 @@ def load_fashion200k(
     CIRSplit named ``"fashion200k/<split>"``; the gallery is the split's label images in file
     order (label files sorted by name). Each :class:`Triplet` has ``pair_id`` = its position,
     ``captions`` = ``caption`` = ``"replace <old> with <new>"``, ``target`` = the named target
-    image, ``valid_targets`` = every gallery image with the target's caption, and ``meta`` with
-    ``reference_caption``, ``target_caption``, ``old_word`` and ``new_word``.
+    image, ``valid_targets`` = every gallery image with the target's caption, ``excluded`` =
+    every gallery image with the reference's caption (the reference included), and ``meta``
+    with ``reference_caption``, ``target_caption``, ``old_word`` and ``new_word``.
 
     Raises
     ------
@@ -270,7 +275,7 @@ def _test_queries(
             f"TIRG, not from the Fashion200k release); {_SETUP_HINT}"
         )
     triplets = []
-    self_pairs = 0
+    self_pairs = same_caption = 0
     for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         fields = line.split()
         if not fields:
@@ -291,13 +296,24 @@ def _test_queries(
             self_pairs += 1
             continue
         source_caption, target_caption = captions[source], captions[target]
+        if source_caption == target_caption:
+            same_caption += 1
+            continue
         old, new = fashion200k_modification(source_caption, target_caption)
         triplets.append(_triplet(len(triplets), source, target, valid, captions, old, new))
     if not triplets:
         raise DatasetError(f"{path}: the file lists no test query; {_FIX_HINT}")
+    total = len(triplets) + self_pairs + same_caption
+    if same_caption:
+        warnings.warn(
+            f"{name}: dropped {same_caption} of {total} queries whose source and target have "
+            f"the same caption (every image of the reference's caption is removed from the "
+            f"ranking, the target included, so they cannot be answered)",
+            stacklevel=3,
+        )
     if self_pairs:
         warnings.warn(
-            f"{name}: dropped {self_pairs} of {len(triplets) + self_pairs} queries whose source "
+            f"{name}: dropped {self_pairs} of {total} queries whose source "
             f"and target are the same image (with the reference removed from the ranking they "
             f"cannot be answered)",
             stacklevel=3,
@@ -360,6 +376,7 @@ def _triplet(
         caption=text,
         target=target,
         valid_targets=valid[captions[target]],
+        excluded=valid[captions[reference]],
         meta={
             "reference_caption": captions[reference],
             "target_caption": captions[target],

@@ -8,8 +8,8 @@ share one rule (the FashionIQ loader applies the same rule inline), chosen by ``
 * ``"error"``: raise a :class:`~cirlib.data.records.DatasetError` with the count and the first
   names;
 * ``"skip"``: drop every missing gallery image and every query whose reference or annotated
-  target is missing, trim the other valid targets to those with a file, and emit **one** warning
-  with the counts;
+  target is missing, trim the other valid targets (and the excluded images) to those with a
+  file, and emit **one** warning with the counts;
 * ``"ignore"``: do not look (annotation-only copies); a missing file is reported when opened;
 * ``"auto"``: ``"error"`` when the image folder exists, ``"ignore"`` when it does not.
 
@@ -81,7 +81,7 @@ def apply_missing_images(
     ``(triplets, gallery)``: unchanged unless ``mode == "skip"`` and files are missing; then the
     kept queries in their original order and the gallery without the missing names (order kept).
     A kept query's ``valid_targets`` lose their missing names (the annotated target is kept, so
-    the list is never empty).
+    the list is never empty), and so do its ``excluded`` images.
     """
     if mode == "ignore":
         return triplets, gallery
@@ -103,6 +103,8 @@ def apply_missing_images(
             t = dataclasses.replace(
                 t, valid_targets=tuple(n for n in t.valid_targets if n not in absent)
             )
+        if t.excluded is not None and absent.intersection(t.excluded):
+            t = dataclasses.replace(t, excluded=tuple(n for n in t.excluded if n not in absent))
         kept.append(t)
     if not kept:
         raise DatasetError(

@@ -53,8 +53,12 @@ class Triplet:
     caption : the text the model reads (FashionIQ: the two captions joined, see its loader).
     target : name of the annotated target (``target_hard`` in CIRR); None in test splits.
     subset : CIRR ``img_set.members`` (6 names holding reference and target), else None.
-    valid_targets : every gallery image that satisfies the query (toy world only), else None.
+    valid_targets : every gallery image that satisfies the query (toy world, Fashion200k), else
+        None.
     meta : extra per-query facts (toy world: ``edit_type``, ``granularity``).
+    excluded : gallery images removed from this query's ranking besides the reference (it may be
+        listed too), or None. Fashion200k: every image whose caption equals the reference's
+        (MGUR's protocol); :func:`cirlib.eval.evaluate.evaluate` applies it.
     """
 
     pair_id: int
@@ -65,6 +69,7 @@ class Triplet:
     subset: tuple[str, ...] | None = None
     valid_targets: tuple[str, ...] | None = None
     meta: Mapping[str, object] = field(default_factory=dict)
+    excluded: tuple[str, ...] | None = None
 
 
 @dataclass

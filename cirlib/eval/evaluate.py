@@ -15,8 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from cirlib.data.records import CIRSplit
-from cirlib.eval.index import best_valid_ranks_from_topk, make_index, ranks_from_topk
-from cirlib.eval.ranking import best_valid_ranks, subset_ranks, target_ranks
+from cirlib.eval.index import (
+    best_valid_ranks_from_topk,
+    drop_excluded,
+    make_index,
+    ranks_from_topk,
+)
+from cirlib.eval.ranking import evaluation_ranks, subset_ranks
 from cirlib.eval.recall import recall_at_k
 
 KS = (1, 5, 10, 50)
@@ -43,6 +48,10 @@ def evaluate(
     ``gallery`` replaces the frozen image features (``features.images``) for methods that embed
     gallery images with a trained module of their own; rows follow ``split.gallery``.
 
+    The reference is removed from every ranking, and so are a query's
+    :attr:`~cirlib.data.records.Triplet.excluded` images when the split lists them
+    (Fashion200k: the images with the reference's caption).
+
     ``index`` (opt-in, for large galleries): ``"exact"`` or ``"faiss"`` builds a top-k index
     (:mod:`cirlib.eval.index`) over the normalised gallery, or pass one already built over it.
     ``R@K`` and ``mR@K`` then come from each query's top ``max(ks)`` (the same numbers with the
@@ -60,23 +69,35 @@ def evaluate(
             "split with targets, or write a CIRR submission file instead"
         )
     trip = split.triplets
+    subsets = valid = excluded = None
+    if all(t.subset for t in trip):
+        subsets = torch.tensor([[split.index_of(n) for n in t.subset] for t in trip])
+    if all(t.valid_targets for t in trip):
+        valid = [[split.index_of(n) for n in t.valid_targets] for t in trip]
+    if any(t.excluded for t in trip):
+        excluded = [[split.index_of(n) for n in t.excluded or ()] for t in trip]
     if index is None:
-        ranks = {"R": target_ranks(q, gallery, tgt, ref)}
+        # One sweep over the score blocks for R, Rs and mR.
+        ranks = evaluation_ranks(
+            q, gallery, tgt, ref, subset=subsets, valid=valid, exclude_sets=excluded
+        )
     else:
         if isinstance(index, str):
             index = make_index(gallery, index)
         if index.size != len(gallery):
             raise ValueError(f"the index holds {index.size} rows, the gallery {len(gallery)}")
-        top_ids = index.search(q, min(max(ks), len(gallery) - 1), exclude=ref)[1]
-        ranks = {"R": ranks_from_topk(top_ids, tgt)}
-    if all(t.subset for t in trip):
-        subsets = torch.tensor([[split.index_of(n) for n in t.subset] for t in trip])
-        ranks["Rs"] = subset_ranks(q, gallery, subsets, tgt, ref)
-    if all(t.valid_targets for t in trip):
-        valid = [[split.index_of(n) for n in t.valid_targets] for t in trip]
-        if index is None:
-            ranks["mR"] = best_valid_ranks(q, gallery, valid, ref)
+        k = min(max(ks), len(gallery) - 1)
+        if excluded is None:
+            top_ids = index.search(q, k, exclude=ref)[1]
         else:
+            # Search deep enough that k items are left once the excluded ones are dropped.
+            extra = max(len(set(e) - {r}) for e, r in zip(excluded, ref.tolist()))
+            top_ids = index.search(q, min(k + extra, len(gallery) - 1), exclude=ref)[1]
+            top_ids = drop_excluded(top_ids, excluded, k)
+        ranks = {"R": ranks_from_topk(top_ids, tgt)}
+        if subsets is not None:
+            ranks["Rs"] = subset_ranks(q, gallery, subsets, tgt, ref, exclude_sets=excluded)
+        if valid is not None:
             ranks["mR"] = best_valid_ranks_from_topk(top_ids, valid)
 
     def summarise(r: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -40,6 +40,7 @@ __all__ = [
     "ExactIndex",
     "FaissFlatIndex",
     "best_valid_ranks_from_topk",
+    "drop_excluded",
     "make_index",
     "ranks_from_topk",
 ]
@@ -296,6 +297,42 @@ def ranks_from_topk(ids: torch.Tensor, targets) -> torch.Tensor:
     return torch.where(found.any(dim=1), first, torch.full_like(first, k))
 
 
+def drop_excluded(ids: torch.Tensor, exclude_sets: Sequence[Sequence[int]], k: int) -> torch.Tensor:
+    """The first ``k`` ids of each top list that are not in the query's exclusion set.
+
+    Search ``k`` plus the largest set size (or the whole gallery), then drop: the kept ids are
+    the first ``k`` items of the ranking without the excluded ones, in the same order. Rows that
+    run out (the search reached the end of the gallery) end with ``-1``.
+
+    Parameters
+    ----------
+    ids : Long[Q, k']
+        From ``index.search``.
+    exclude_sets : Q sequences of gallery indices
+    k : int
+
+    Returns
+    -------
+    Long[Q, k]
+    """
+    if len(exclude_sets) != ids.shape[0]:
+        raise ValueError(f"{len(exclude_sets)} exclusion sets for {ids.shape[0]} queries")
+    rows = [sorted({int(v) for v in e}) for e in exclude_sets]
+    width = max(1, max((len(r) for r in rows), default=1))
+    # Each row ascending, padded with a value above every id, so a binary search finds members.
+    table = torch.full((len(rows), width), torch.iinfo(torch.long).max, dtype=torch.long)
+    for i, r in enumerate(rows):
+        table[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+    pos = torch.searchsorted(table, ids).clamp(max=width - 1)
+    gone = table.gather(1, pos) == ids
+    # A stable sort of "gone" moves the dropped ids to the end and keeps the others in order.
+    order = torch.sort(gone.to(torch.uint8), dim=1, stable=True).indices
+    kept = ids.gather(1, order).masked_fill(gone.gather(1, order), -1)
+    if kept.shape[1] < k:
+        kept = torch.cat([kept, kept.new_full((kept.shape[0], k - kept.shape[1]), -1)], dim=1)
+    return kept[:, :k]
+
+
 def best_valid_ranks_from_topk(ids: torch.Tensor, valid: Sequence[Sequence[int]]) -> torch.Tensor:
     r"""Position of the first valid target in each top-k list, or ``k`` (multi-target recall).
 
@@ -317,7 +354,8 @@ def best_valid_ranks_from_topk(ids: torch.Tensor, valid: Sequence[Sequence[int]]
     padded = torch.full((len(valid), width), -1, dtype=torch.long)
     for row, v in enumerate(valid):
         padded[row, : len(v)] = torch.as_tensor(list(v), dtype=torch.long)
-    found = (ids[:, :, None] == padded[:, None, :]).any(dim=2)
+    # The padding never matches, not even the -1 that drop_excluded leaves at the end of a list.
+    found = ((ids[:, :, None] == padded[:, None, :]) & (padded[:, None, :] >= 0)).any(dim=2)
     k = ids.shape[1]
     first = found.to(torch.uint8).argmax(dim=1)
     return torch.where(found.any(dim=1), first, torch.full_like(first, k))

@@ -14,7 +14,7 @@ from cirlib.eval.ranking import (
     DEFAULT_GALLERY_CHUNK,
     DEFAULT_QUERY_CHUNK,
     best_valid_ranks,
-    subset_ranks,
+    evaluation_ranks,
     target_ranks,
 )
 
@@ -117,9 +117,16 @@ def cirr_metrics(
     dict[str, float]
         ``R@K`` for ``ks``, ``Rs@K`` for ``subset_ks``, ``Avg`` and ``Mean7``.
     """
-    chunks = dict(query_chunk=query_chunk, gallery_chunk=gallery_chunk)
-    ranks = target_ranks(queries, gallery, targets, references, **chunks)
-    sranks = subset_ranks(queries, gallery, subsets, targets, references, **chunks)
+    both = evaluation_ranks(  # one sweep over the score blocks for both rankings
+        queries,
+        gallery,
+        targets,
+        references,
+        subset=subsets,
+        query_chunk=query_chunk,
+        gallery_chunk=gallery_chunk,
+    )
+    ranks, sranks = both["R"], both["Rs"]
     out = {**recall_at_k(ranks, ks, "R"), **recall_at_k(sranks, subset_ks, "Rs")}
     std = {**recall_at_k(ranks, CIRR_KS, "R"), **recall_at_k(sranks, CIRR_SUBSET_KS, "Rs")}
     out["Avg"] = (std["R@5"] + std["Rs@1"]) / 2

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import warnings
 from pathlib import Path
@@ -335,3 +336,65 @@ def test_unknown_split_and_missing_folder(tmp_path):
         load_fashion200k(tmp_path / "nowhere", "test")
     with pytest.raises(DatasetError, match="unknown Fashion200k split 'val'"):
         load_fashion200k(_write_f200k(tmp_path, images=False), "val")
+
+
+# ---------------------------------------------------------------- MGUR's caption filter
+
+
+def test_excluded_is_every_image_with_the_reference_caption(tmp_path):
+    root = _write_f200k(tmp_path)
+    split = load_fashion200k(root, "test")
+    rows = _paths()["test"]
+    for t in split.triplets:
+        same = tuple(p for p, c, _ in rows if c == t.meta["reference_caption"])
+        assert t.excluded == same and t.reference in same
+        assert not set(t.excluded) & set(t.valid_targets)
+    # Query 0's reference (black jersey, copy 0) has a twin with its caption (copy 2, rows[1]).
+    assert split.triplets[0].excluded == (rows[0][0], rows[1][0])
+
+
+def test_evaluate_removes_the_reference_caption(tmp_path):
+    root = _write_f200k(tmp_path)
+    split = load_fashion200k(root, "test")
+    m = len(split.gallery)
+    images = torch.eye(m)
+    ref = torch.tensor([split.index_of(t.reference) for t in split.triplets])
+    tgt = torch.tensor([split.index_of(t.target) for t in split.triplets])
+    features = SimpleNamespace(images=images, reference_index=ref, target_index=tgt)
+    # Query 0 scores the reference's twin (same caption) above its target: first without the
+    # caption filter, removed with it. Queries 1 and 2 score their target first.
+    twin = split.index_of(_paths()["test"][1][0])
+    queries = torch.stack([images[twin] + 0.5 * images[tgt[0]], images[tgt[1]], images[tgt[2]]])
+    queries = torch.nn.functional.normalize(queries, dim=-1)
+    result = evaluate(queries, features, split)["all"]
+    assert result["R@1"] == 100.0 and result["mR@1"] == 100.0
+    assert evaluate(queries, features, split, index="exact")["all"] == result
+    # TIRG's protocol (the reference alone removed) for query 0:
+    split.triplets[0] = dataclasses.replace(split.triplets[0], excluded=None)
+    result = evaluate(queries, features, split)["all"]
+    assert result["R@1"] == pytest.approx(200 / 3)  # the twin comes first for query 0
+
+
+def test_same_caption_query_dropped_with_count(tmp_path):
+    test = [p for p, _, _ in _paths()["test"]]
+    # rows 0 and 1 share "black jersey maxi dress": the filter would remove the target.
+    queries = [f"{test[0]} {test[2]}", f"{test[0]} {test[1]}", f"{test[4]} {test[5]}"]
+    root = _write_f200k(tmp_path, queries=queries)
+    with pytest.warns(UserWarning, match="dropped 1 of 3 queries whose source and target have"):
+        split = load_fashion200k(root, "test")
+    assert [(t.reference, t.target) for t in split.triplets] == [
+        (test[0], test[2]),
+        (test[4], test[5]),
+    ]
+
+
+def test_skip_trims_the_excluded_images(tmp_path):
+    root = _write_f200k(tmp_path)
+    rows = [p for p, _, _ in _paths()["test"]]
+    (root / rows[1]).unlink()  # the twin of query 0's reference, and query 1's reference
+    with pytest.warns(UserWarning, match="1 of 6 gallery images"):
+        split = load_fashion200k(root, "test", missing_images="skip")
+    assert [t.reference for t in split.triplets] == [rows[0], rows[4]]
+    assert split.triplets[0].excluded == (rows[0],)
+    for t in split.triplets:
+        assert all(split.index_of(n) >= 0 for n in t.excluded)

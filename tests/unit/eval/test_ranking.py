@@ -244,3 +244,30 @@ def test_ranks_span_the_gallery_without_gaps():
     others = [t for t in range(m) if t != 7]
     ranks = target_ranks(q[:-1], g, others, [7] * (m - 1), query_chunk=3, gallery_chunk=6)
     assert sorted(ranks.tolist()) == list(range(m - 1))
+
+
+# ---------------------------------------------------------------------------- non-finite scores
+
+
+def test_non_finite_inputs_and_overflow_are_refused():
+    g_nan = G.clone()
+    g_nan[3, 1] = float("inf")
+    huge = torch.tensor([[1e30, 1e30]])
+    calls = [
+        lambda q, g: target_ranks(q, g, [0]),
+        lambda q, g: best_valid_ranks(q, g, [[0, 1]]),
+        lambda q, g: subset_ranks(q, g, [[0, 1]], [0]),
+        lambda q, g: topk(q, g, 2),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="non-finite"):
+            call(Q, g_nan)
+        # Finite features whose dot products overflow float32 (1e30 * 1e30).
+        with pytest.raises(ValueError, match="non-finite"):
+            call(huge, G * 1e30)
+    # Large but finite scores (the block check runs, its sum overflows, nothing is refused):
+    # 2e38 + 2e38 overflows in the sum of the block, every single score is finite.
+    big_q = torch.tensor([[1e19, 0.0]])
+    big_g = torch.tensor([[2e19, 0.0], [1e19, 0.0], [2e19, 0.0]])
+    assert target_ranks(big_q, big_g, [1]).tolist() == [2]
+    assert topk(big_q, big_g, 3)[1].tolist() == [[0, 2, 1]]
