@@ -326,8 +326,17 @@ def plan_fashioniq(source: Path, images: Path | None, args) -> Plan:
         mode = "ignore" if args.annotations_only else "skip"
         for category in FASHIONIQ_CATEGORIES:
             for split in FASHIONIQ_SPLITS:
-                loaded, _ = _quietly(load_fashioniq, root, category, split, missing_images=mode)
                 full, _ = _quietly(load_fashioniq, root, category, split, missing_images="ignore")
+                try:
+                    loaded, _ = _quietly(load_fashioniq, root, category, split, missing_images=mode)
+                except DatasetError:
+                    # The annotations load (above), so every query needs a missing image: a
+                    # count to report like the other gaps, not a broken install.
+                    lines.append(
+                        f"{category}/{split}: 0 queries ({len(full):,} of {len(full):,} dropped: "
+                        f"image missing), nothing left to train or evaluate on"
+                    )
+                    continue
                 dropped = len(full) - len(loaded)
                 lines.append(
                     f"{category}/{split}: {len(loaded):,} queries"

@@ -39,7 +39,8 @@ _SETUP_HINT = (
 _FIX_HINT = (
     "the file is damaged or not in the CIRR rc2 format: re-export it "
     "(`python data_scripts/make_toyworld.py --profile toy`) or restore the original CIRR file "
-    '(book/setup.md, section "Real datasets")'
+    "and install it again with `python data_scripts/prepare_cirr.py <downloaded folder> --force` "
+    '(book/setup.md, section "Preparing a dataset")'
 )
 
 

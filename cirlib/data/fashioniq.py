@@ -30,10 +30,14 @@ from __future__ import annotations
 
 import os
 import random
-import warnings
 from pathlib import Path
 from typing import Any
 
+from cirlib.data.missing_images import (
+    MISSING_IMAGE_MODES,
+    apply_missing_images,
+    resolve_missing_mode,
+)
 from cirlib.data.records import CIRSplit, DatasetError, Triplet, read_entry_list, read_json
 
 __all__ = [
@@ -47,7 +51,6 @@ __all__ = [
 
 FASHIONIQ_CATEGORIES = ("dress", "shirt", "toptee")
 FASHIONIQ_PROTOCOLS = ("clip4cir", "cosmo")
-_MISSING_IMAGE_MODES = ("auto", "error", "skip", "ignore")
 # Real FashionIQ images are .jpg; the toy export writes .png. A .png wins when both exist.
 _IMAGE_EXTENSIONS = (".png", ".jpg")
 _DEFAULT_EXTENSION = ".jpg"
@@ -57,10 +60,16 @@ _SETUP_HINT = (
     "for real FashionIQ run `python data_scripts/prepare_fashioniq.py <downloaded folder>` "
     '(book/setup.md, section "Preparing a dataset")'
 )
+_MISSING_HINT = (
+    "about 74k of the 77.7k FashionIQ images can still be obtained; see which ones you have "
+    "with `python data_scripts/prepare_fashioniq.py <downloaded folder> --images <image folder> "
+    '--check` (book/setup.md, section "Preparing a dataset")'
+)
 _FIX_HINT = (
     "the file is damaged or not in the FashionIQ format: re-export it "
     "(`python data_scripts/make_toyworld.py --profile toy`) or restore the original FashionIQ "
-    'file (book/setup.md, section "Real datasets")'
+    "file and install it again with `python data_scripts/prepare_fashioniq.py <downloaded "
+    'folder> --force` (book/setup.md, section "Preparing a dataset")'
 )
 
 
@@ -133,8 +142,9 @@ def load_fashioniq(
 
         * ``"error"``: raise a :class:`DatasetError` with the count and the first names.
         * ``"skip"``: drop every query whose reference or target file is missing and every
-          missing gallery image, and emit one warning with the counts, so training never meets
-          a missing file mid-epoch.
+          missing gallery image (and trim the toy export's valid targets), and emit one warning
+          with the counts, so training never meets a missing file mid-epoch; raise a
+          :class:`DatasetError` naming the image folder when no query is left.
         * ``"ignore"``: do not look; a missing file is reported when it is opened.
         * ``"auto"`` (default): ``"error"`` when the image folder exists, ``"ignore"`` when it
           does not (annotation-only copies, such as the real annotations without images).
@@ -158,9 +168,9 @@ def load_fashioniq(
         raise DatasetError(
             f"unknown FashionIQ protocol {protocol!r}; choose one of {list(FASHIONIQ_PROTOCOLS)}"
         )
-    if missing_images not in _MISSING_IMAGE_MODES:
+    if missing_images not in MISSING_IMAGE_MODES:  # before reading any file
         raise DatasetError(
-            f"unknown missing_images={missing_images!r}; choose one of {list(_MISSING_IMAGE_MODES)}"
+            f"unknown missing_images={missing_images!r}; choose one of {list(MISSING_IMAGE_MODES)}"
         )
 
     captions_file = captions_dir / f"cap.{category}.{split}.json"
@@ -205,17 +215,9 @@ def load_fashioniq(
         gallery = list(seen)
 
     image_dir = Path(image_dir) if image_dir is not None else root / "images"
-    folder_exists = image_dir.is_dir()
-    if missing_images == "auto":
-        missing_images = "error" if folder_exists else "ignore"
-    if missing_images in ("error", "skip") and not folder_exists:
-        raise DatasetError(
-            f"FashionIQ image folder {image_dir} does not exist but missing_images="
-            f"{missing_images!r} asks for images; pass missing_images='ignore' to load the "
-            f"annotations only, or {_SETUP_HINT}"
-        )
+    mode = resolve_missing_mode(missing_images, image_dir, "FashionIQ", _SETUP_HINT)
     # One directory listing instead of a stat per image: cheap even for 74k files.
-    files = set(os.listdir(image_dir)) if folder_exists else set()
+    files = set(os.listdir(image_dir)) if image_dir.is_dir() else set()
 
     def find(name: str) -> Path | None:
         for ext in _IMAGE_EXTENSIONS:
@@ -225,32 +227,21 @@ def load_fashioniq(
 
     found = {name: find(name) for name in gallery}
     name = f"fashioniq/{category}/{split}/{protocol}"
-    if missing_images != "ignore":
+    if mode == "error":
         missing = [n for n in gallery if found[n] is None]
-        if missing and missing_images == "error":
+        if missing:
             raise DatasetError(
                 f"{len(missing)} of {len(gallery)} images of FashionIQ {category}/{split} are "
-                f"missing in {image_dir} (first: {', '.join(missing[:5])}); about 74k of the "
-                f"77.7k FashionIQ images can still be obtained, so pass missing_images='skip' "
-                f"to drop the queries and gallery images without a file (book/setup.md, "
-                f'section "Real datasets")'
+                f"missing in {image_dir} (first: {', '.join(missing[:5])}); pass "
+                f"missing_images='skip' to drop the queries and gallery images without a file; "
+                f"{_MISSING_HINT}"
             )
-        if missing:
-            kept = [
-                t
-                for t in triplets
-                if found[t.reference] is not None
-                and (t.target is None or found[t.target] is not None)
-            ]
-            warnings.warn(
-                f"FashionIQ {name}: {len(missing)} of {len(gallery)} gallery images have no "
-                f"file in {image_dir}; dropped them and {len(triplets) - len(kept)} of "
-                f"{len(triplets)} queries whose reference or target is missing "
-                f"(first missing: {', '.join(missing[:5])})",
-                stacklevel=2,
-            )
-            triplets = kept
-            gallery = [n for n in gallery if found[n] is not None]
+    elif mode == "skip":
+        # The rule of the other loaders: one warning, and an error when no query is left.
+        has_file = {n: path is not None for n, path in found.items()}
+        triplets, gallery = apply_missing_images(
+            name, triplets, gallery, has_file, mode, image_dir, _MISSING_HINT
+        )
 
     image_paths = {
         n: found[n] if found[n] is not None else image_dir / (n + _DEFAULT_EXTENSION)

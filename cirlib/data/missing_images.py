@@ -2,8 +2,8 @@
 
 Real benchmarks are rarely complete: about 74k of FashionIQ's 77.7k images can still be obtained,
 and the Shoes and Fashion200k downloads live on personal drives. A query whose reference or
-target file is absent would crash a training epoch half-way, so the Fashion200k and Shoes loaders
-share one rule (the FashionIQ loader applies the same rule inline), chosen by ``missing_images``:
+target file is absent would crash a training epoch half-way, so the FashionIQ, Fashion200k and
+Shoes loaders share one rule, chosen by ``missing_images``:
 
 * ``"error"``: raise a :class:`~cirlib.data.records.DatasetError` with the count and the first
   names;

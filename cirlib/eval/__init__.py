@@ -1,6 +1,12 @@
 """Evaluation: exact chunked rankings, Recall@K (CIRR, FashionIQ, multi-target), CIRR uploads."""
 
-from cirlib.eval.ranking import best_valid_ranks, subset_ranks, target_ranks, topk
+from cirlib.eval.ranking import (
+    best_valid_ranks,
+    evaluation_ranks,
+    subset_ranks,
+    target_ranks,
+    topk,
+)
 from cirlib.eval.recall import (
     FASHIONIQ_PROTOCOLS,
     cirr_metrics,
@@ -16,6 +22,7 @@ __all__ = [
     "FASHIONIQ_PROTOCOLS",
     "best_valid_ranks",
     "cirr_metrics",
+    "evaluation_ranks",
     "fashioniq_category_recall",
     "fashioniq_summary",
     "multi_target_recall",

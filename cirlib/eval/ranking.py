@@ -127,7 +127,14 @@ def _exclusions(exclude: torch.Tensor | None, exclude_sets, n: int, m: int, devi
         if exclude is None:
             return None, None
         return (exclude[:, None], torch.ones((n, 1), dtype=torch.bool, device=device)), None
-    if isinstance(exclude_sets, torch.Tensor) or len(exclude_sets) != n:
+    if isinstance(exclude_sets, torch.Tensor):
+        if exclude_sets.ndim != 2:
+            raise ValueError(
+                f"exclude_sets must be one sequence of gallery indices per query, e.g. a Long "
+                f"tensor [{n}, W]; got a tensor of shape {tuple(exclude_sets.shape)}"
+            )
+        exclude_sets = exclude_sets.tolist()
+    if len(exclude_sets) != n:
         raise ValueError(
             f"exclude_sets must be a sequence of one sequence of gallery indices per query "
             f"({n}), got {type(exclude_sets).__name__} of length {len(exclude_sets)}"

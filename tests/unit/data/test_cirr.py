@@ -290,3 +290,36 @@ def test_undecodable_image_names_the_file(tmp_path):
     with pytest.raises(DatasetError, match="does not decode") as err:
         split.load_image(IMAGES[2])
     assert str(broken) in str(err.value)
+
+
+def _cirr_damaged(root):
+    (root / "captions" / "cap.rc2.val.json").write_text("[{")
+
+
+def _cirr_no_split_file(root):
+    (root / "image_splits" / "split.rc2.val.json").unlink()
+
+
+def _cirr_missing_image(root):
+    (root / "dev" / f"{IMAGES[2]}.png").unlink()
+
+
+@pytest.mark.parametrize(
+    ("case", "call"),
+    [
+        ("no dataset folder", lambda root: load_cirr(root / "nowhere", "val")),
+        ("no captions folder", lambda root: load_cirr(root / "dev", "val")),
+        ("unknown split", lambda root: load_cirr(root, "test1")),
+        ("no split file", lambda root: (_cirr_no_split_file(root), load_cirr(root, "val"))),
+        ("damaged file", lambda root: (_cirr_damaged(root), load_cirr(root, "val"))),
+        (
+            "missing images",
+            lambda root: (_cirr_missing_image(root), load_cirr(root, "val", check_images=True)),
+        ),
+    ],
+)
+def test_errors_name_the_preparation_command(tmp_path, case, call):
+    root = _write_cirr(tmp_path / "cirr")
+    with pytest.raises(DatasetError) as err:
+        call(root)
+    assert "python data_scripts/prepare_cirr.py" in str(err.value), case

@@ -325,3 +325,84 @@ def test_undecodable_image_names_the_file(tmp_path):
     with pytest.raises(DatasetError, match="does not decode") as err:
         loaded.load_image(NAMES[3])
     assert str(broken) in str(err.value)
+
+
+# ---------------------------------------------------------------- nothing left, error hints
+
+
+def test_skip_with_every_image_missing_raises(tmp_path):
+    root = _write_fiq(tmp_path)
+    for path in (root / "images").iterdir():
+        path.unlink()
+    with pytest.raises(DatasetError) as err:
+        load_fashioniq(root, "dress", "val", missing_images="skip")
+    message = str(err.value)
+    assert "fashioniq/dress/val/clip4cir" in message and "every one of its 3 queries" in message
+    assert str(root / "images") in message  # the folder that was checked
+    assert "python data_scripts/prepare_fashioniq.py" in message
+
+
+def test_skip_with_every_query_needing_a_missing_image_raises(tmp_path):
+    root = _write_fiq(tmp_path)
+    # References 1, 3, 4 and targets 3, 0, 1: removing 1 and 3 leaves no query, two images.
+    for name, ext in ((NAMES[1], "png"), (NAMES[3], "png")):
+        (root / "images" / f"{name}.{ext}").unlink()
+    with pytest.raises(DatasetError, match=r"every one of its 3 queries.*prepare_fashioniq\.py"):
+        load_fashioniq(root, "dress", "val", missing_images="skip")
+    # One query left: a warning, not an error.
+    Image.new("RGB", (2, 2)).save(root / "images" / f"{NAMES[1]}.png")
+    with pytest.warns(UserWarning, match="1 of 6 gallery images.*2 of 3 queries"):
+        assert len(load_fashioniq(root, "dress", "val", missing_images="skip")) == 1
+
+
+def test_skip_trims_the_toy_valid_targets(tmp_path):
+    entries = _default_entries()
+    entries[0]["toy"] = {"valid_targets": [NAMES[3], NAMES[5]], "edit_type": "colour"}
+    root = _write_fiq(tmp_path, entries=entries)
+    (root / "images" / f"{NAMES[5]}.png").unlink()
+    with pytest.warns(UserWarning, match="1 of 6 gallery images.*0 of 3 queries"):
+        split = load_fashioniq(root, "dress", "val", missing_images="skip")
+    assert split.triplets[0].valid_targets == (NAMES[3],)
+    assert split.triplets[0].meta == {"edit_type": "colour"}
+
+
+def _damaged(root):
+    (root / "captions" / "cap.dress.val.json").write_text("[{")
+
+
+def _no_split_file(root):
+    (root / "image_splits" / "split.dress.val.json").unlink()
+
+
+@pytest.mark.parametrize(
+    ("case", "call"),
+    [
+        ("no dataset folder", lambda root: load_fashioniq(root / "nowhere", "dress", "val")),
+        ("no captions folder", lambda root: load_fashioniq(root / "images", "dress", "val")),
+        ("unknown split", lambda root: load_fashioniq(root, "dress", "test")),
+        ("unknown category", lambda root: load_fashioniq(root, "pants", "val")),
+        (
+            "no split file",
+            lambda root: (_no_split_file(root), load_fashioniq(root, "dress", "val")),
+        ),
+        ("damaged file", lambda root: (_damaged(root), load_fashioniq(root, "dress", "val"))),
+        (
+            "no image folder",
+            lambda root: load_fashioniq(
+                root, "dress", "val", image_dir=root / "x", missing_images="skip"
+            ),
+        ),
+        (
+            "missing images",
+            lambda root: (
+                (root / "images" / f"{NAMES[0]}.jpg").unlink(),
+                load_fashioniq(root, "dress", "val"),
+            ),
+        ),
+    ],
+)
+def test_errors_name_the_preparation_command(tmp_path, case, call):
+    root = _write_fiq(tmp_path)
+    with pytest.raises(DatasetError) as err:
+        call(root)
+    assert "python data_scripts/prepare_fashioniq.py" in str(err.value), case

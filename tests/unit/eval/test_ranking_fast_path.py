@@ -289,6 +289,11 @@ def test_exclusion_set_errors():
         target_ranks(q, g, [0, 3], exclude_sets=[[], [1, 3]])
     with pytest.raises(ValueError, match="one sequence of gallery indices per query"):
         target_ranks(q, g, [0, 3], exclude_sets=[[1]])
+    with pytest.raises(ValueError, match=r"a tensor of shape \(2,\)"):
+        target_ranks(q, g, [0, 3], exclude_sets=torch.tensor([1, 2]))
+    # A rectangular Long tensor is a sequence of sets too.
+    sets = torch.tensor([[1, 2], [0, 0]])
+    assert target_ranks(q, g, [0, 3], exclude_sets=sets).tolist() == [2, 1]  # ranking 4, 3, 2, 1, 0
     with pytest.raises(ValueError, match=r"exclude_sets\[0\] has index 5, outside the gallery"):
         target_ranks(q, g, [0, 3], exclude_sets=[[5], []])
     with pytest.raises(ValueError, match=r"valid\[1\] has no target left"):
