@@ -9,17 +9,6 @@ import torch
 
 from cirlib.eval.ranking import best_valid_ranks, subset_ranks, target_ranks, topk
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Thousands of tiny matmuls: with 2 threads on a busy 2-core machine each one can wait
-    # milliseconds for the second thread (measured 16 ms for a 2x5 @ 5x21 product).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------------------- hand-ranked example
 # One query q = [1, 2] against five gallery items; scores q.g worked out by hand:
 #   g0 = [ 2,  0] -> 2      g1 = [0, 2] -> 4      g2 = [1, 0] -> 1

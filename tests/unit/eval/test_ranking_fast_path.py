@@ -16,15 +16,6 @@ from cirlib.eval.ranking import (
     target_ranks,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # Kept blocks or recomputed ones (STRIP_BYTES = 0), one tile per block or tiles of a few rows
 # (TILE_ELEMENTS smaller than a block row: one row per tile).
 MODES = {

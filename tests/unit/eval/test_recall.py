@@ -15,15 +15,6 @@ from cirlib.eval.recall import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # On a busy 2-core machine, 2-thread kernels on small blocks mostly wait for each other.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def identity_gallery(score_rows):
     """Queries and gallery such that score(i, j) = score_rows[i][j]: the gallery is the identity."""
     q = torch.tensor(score_rows, dtype=torch.float64)
