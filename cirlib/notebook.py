@@ -13,6 +13,7 @@ import torch
 from cirlib.seed import deterministic, seed_everything
 
 _started: dict[str, float | str] = {}  # when setup_notebook ran, and under which profile
+_auto_threads = [False]  # setup_notebook chose the thread count from the free cores
 
 
 def setup_notebook(cfg, threads: int | None = None) -> None:
@@ -24,6 +25,8 @@ def setup_notebook(cfg, threads: int | None = None) -> None:
     deterministic(True)
     if threads or cfg.device == "cpu":
         torch.set_num_threads(threads or _free_cores())
+    # Chosen from the free cores: adapt_threads() (called by every training run) looks again.
+    _auto_threads[0] = threads is None and cfg.device == "cpu"
     # open_clip logs a warning every time a toy model is built before its weights are loaded
     logging.getLogger().setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*deterministic.*")
@@ -70,6 +73,21 @@ def _free_cores() -> int:
         except OSError:
             busy = 0.0
     return max(1, min(4, cores - round(busy)))
+
+
+def adapt_threads() -> int:
+    """Count the free cores again and use them, when :func:`setup_notebook` chose the thread
+    count that way; otherwise leave it. Returns the thread count in use.
+
+    :func:`cirlib.train.fit` calls it before every training run. A chapter's thread count was
+    fixed once, in its first cell, so a short burst of other work at that moment (measured: a
+    few seconds of another process when a chapter started) left a whole chapter of training on
+    one thread, about 1.5x slower on the 2-core machine; looking again per run bounds the damage
+    to one run.
+    """
+    if _auto_threads[0]:
+        torch.set_num_threads(_free_cores())
+    return torch.get_num_threads()
 
 
 def _inline_figures() -> None:

@@ -112,6 +112,10 @@ def fit(
         stage 1); name it in ``settings`` so checkpoints of different optimisers differ.
     """
     device = torch.device(device)
+    if device.type == "cpu":
+        from cirlib.notebook import adapt_threads
+
+        adapt_threads()  # a chapter's free cores, counted again for this run
     model.to(device)
     fingerprint = settings_fingerprint(
         {"settings": settings or {}, "epochs": epochs, "bs": batch_size, "lr": lr, "seed": seed}

@@ -42,6 +42,7 @@ def test_glue_run_time_measures_from_setup(monkeypatch):
     clock = iter([100.0, 472.0])
     monkeypatch.setattr(notebook.time, "monotonic", lambda: next(clock))
     monkeypatch.setattr(notebook, "_started", {})
+    monkeypatch.setattr(notebook, "_auto_threads", [False])
     with pytest.raises(RuntimeError, match="setup_notebook"):
         notebook.glue_run_time()
     # keep this test process's thread count and kernel flags as they are
@@ -50,3 +51,18 @@ def test_glue_run_time_measures_from_setup(monkeypatch):
 
     notebook.setup_notebook(resolve("smoke"), threads=torch.get_num_threads())
     assert notebook.glue_run_time() == "6 min 12 s in the `smoke` profile"
+
+
+def test_adapt_threads_counts_again_only_in_automatic_mode(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    calls = []
+    monkeypatch.setattr(notebook, "_free_cores", lambda: calls.append(1) or 1)
+    try:
+        monkeypatch.setattr(notebook, "_auto_threads", [False])
+        assert notebook.adapt_threads() == before and not calls  # threads chosen by hand: kept
+        monkeypatch.setattr(notebook, "_auto_threads", [True])
+        assert notebook.adapt_threads() == 1 and calls == [1]
+    finally:
+        torch.set_num_threads(before)
