@@ -38,17 +38,15 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     return x * scale
 
 
-class Dropout(nn.Module):
-    """Drop-in replacement for ``nn.Dropout(p)`` (see the module docstring)."""
+class Dropout(nn.Dropout):
+    """Drop-in replacement for ``nn.Dropout(p)`` (see the module docstring); a subclass, so code
+    that finds dropout layers with ``isinstance(m, nn.Dropout)`` (e.g. to switch them off) finds
+    these too."""
 
     def __init__(self, p: float = 0.5):
-        super().__init__()
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-        self.p = float(p)
+        super().__init__(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dropout(x, self.p, self.training)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
