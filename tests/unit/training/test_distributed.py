@@ -7,7 +7,6 @@ compare it against a single-process run computed here.
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from cirlib.distributed import (
@@ -91,13 +90,9 @@ def _worker(rank, init_file, out_dir):
 
 
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
-    # fork, not spawn: a spawned child re-imports torch and pytest (about 10 s on a busy machine)
-    mp.start_processes(
-        _worker, args=(str(out / "rendezvous"), str(out)), nprocs=WORLD, start_method="fork"
-    )
-    return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+def ranks(run_on_ranks):
+    out, loaded = run_on_ranks(_worker, "ddp", WORLD)
+    return out, loaded
 
 
 def test_gather_returns_global_batch_in_order(ranks):

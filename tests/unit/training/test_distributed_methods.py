@@ -11,7 +11,6 @@ random stream is the one-process stream, so they are compared exactly too.
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from cirlib.config import resolve
@@ -139,13 +138,9 @@ def _worker(rank, init_file, out_dir):
 
 
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp-methods")
-    # fork, not spawn: a spawned child re-imports torch and pytest (about 10 s on a busy machine)
-    mp.start_processes(
-        _worker, args=(str(out / "rendezvous"), str(out)), nprocs=WORLD, start_method="fork"
-    )
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+def ranks(run_on_ranks):
+    out, loaded = run_on_ranks(_worker, "ddp-methods", WORLD)
+    return loaded
 
 
 @pytest.fixture(scope="module")
