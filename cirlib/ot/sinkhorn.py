@@ -1,4 +1,5 @@
-r"""Entropic optimal transport solved by Sinkhorn iterations in the log domain, batched.
+r"""Entropic optimal transport solved by Sinkhorn iterations, batched: in the log domain, or on
+the scalings themselves when the costs span few enough nats for that to be safe.
 
 MAPNet matches the schemas of a composed query to those of its target with an entropic transport
 plan (methods.md §4.3). Every triplet in a batch is its own small problem, so the solver works on a
@@ -44,6 +45,7 @@ def sinkhorn_potentials(
     max_iters: int = 1000,
     tol: float = 1e-7,
     check_every: int = 10,
+    domain: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     r"""Log scalings :math:`(\log u, \log v)` of the entropic plan, and the iterations used.
 
@@ -60,6 +62,16 @@ def sinkhorn_potentials(
     exact; iteration stops when every row sum is within ``tol`` of :math:`a` (max-norm over the
     whole batch, checked every ``check_every`` iterations) or after ``max_iters``.
 
+    ``domain="kernel"`` runs the same iterations on :math:`u, v` themselves,
+    :math:`u \leftarrow a / (K v)`, :math:`v \leftarrow b / (K^\top u)`: two small batched
+    products per iteration instead of about twenty element-wise passes (MAPNet's 8 x 8 problems
+    solve about 3.7x faster, ``data_scripts/bench_sinkhorn.py``). Each row of :math:`K` is first
+    divided by its largest entry (a factor :math:`u` absorbs), so a row's entries lie in
+    :math:`[e^{-s}, 1]` with :math:`s` the row's span of :math:`M/\tau`. That is safe only while
+    :math:`s` is moderate; ``"auto"`` (default) takes the kernel path when every row spans at
+    most :data:`KERNEL_SPAN` nats for the dtype (MAPNet's cosine costs with :math:`\tau = 0.1`
+    span at most 20) and the log domain otherwise, ``"log"`` forces the log domain.
+
     Parameters
     ----------
     cost : ``[B, n, m]`` (or ``[n, m]``) cost matrices :math:`M`.
@@ -75,11 +87,53 @@ def sinkhorn_potentials(
     """
     if tau <= 0:
         raise ValueError(f"tau must be positive, got {tau}")
+    if domain not in ("auto", "log", "kernel"):
+        raise ValueError(f"domain must be 'auto', 'log' or 'kernel', got {domain!r}")
     squeeze = cost.dim() == 2
     log_k = -(cost[None] if squeeze else cost) / tau
     batch, n, m = log_k.shape
     log_a = _log_weights(source_weights, batch, n, log_k)
     log_b = _log_weights(target_weights, batch, m, log_k)
+    if domain == "auto":
+        span = (log_k.amax(dim=2) - log_k.amin(dim=2)).max().item() if log_k.numel() else 0.0
+        domain = "kernel" if span <= KERNEL_SPAN.get(log_k.dtype, 0.0) else "log"
+    if domain == "kernel":
+        log_u, log_v, iters = _kernel_iterations(log_k, log_a, log_b, max_iters, tol, check_every)
+    else:
+        log_u, log_v, iters = _log_iterations(log_k, log_a, log_b, max_iters, tol, check_every)
+    if squeeze:
+        return log_u[0], log_v[0], iters
+    return log_u, log_v, iters
+
+
+# Largest span of M/tau along a row (nats) for which the kernel-domain iterations are used.
+# After the row shift the kernel's entries are >= exp(-span) and the scalings stay within a
+# few times exp(span) of each other: e^-30 ~ 1e-13 is far from float32's smallest normal
+# (1e-38), e^-300 from float64's (1e-308). Half precision always takes the log domain.
+KERNEL_SPAN = {torch.float32: 30.0, torch.float64: 300.0}
+
+
+def _kernel_iterations(log_k, log_a, log_b, max_iters, tol, check_every):
+    """Sinkhorn's iterations on the scalings: the log-domain sequence, computed with ``bmm``."""
+    shift = log_k.amax(dim=2, keepdim=True)  # [B, n, 1]: absorbed by u
+    k = (log_k - shift).exp()
+    k_t = k.transpose(1, 2).contiguous()
+    a, b = log_a.exp(), log_b.exp()
+    u, v = torch.ones_like(a), torch.ones_like(b)
+    iters = 0
+    while iters < max_iters:
+        row = torch.bmm(k, v[..., None])[..., 0]  # K v
+        if iters > 0 and iters % check_every == 0:
+            if (u * row - a).abs().max().item() < tol:  # the plan's row sums against a
+                break
+        iters += 1
+        u = a / row
+        v = b / torch.bmm(k_t, u[..., None])[..., 0]
+    return u.log() - shift[..., 0], v.log(), iters
+
+
+def _log_iterations(log_k, log_a, log_b, max_iters, tol, check_every):
+    """Sinkhorn's iterations on the log scalings, with log-sum-exp (any span of costs)."""
     # a transposed copy makes both half-steps reduce over the contiguous last axis (faster)
     log_k_t = log_k.transpose(1, 2).contiguous()
     log_u = torch.zeros_like(log_a)
@@ -95,8 +149,6 @@ def sinkhorn_potentials(
         iters += 1
         log_u = log_a - row_lse
         log_v = log_b - _logsumexp(log_k_t + log_u[:, None, :], dim=2)
-    if squeeze:
-        return log_u[0], log_v[0], iters
     return log_u, log_v, iters
 
 
@@ -109,6 +161,7 @@ def sinkhorn(
     max_iters: int = 1000,
     tol: float = 1e-7,
     check_every: int = 10,
+    domain: str = "auto",
 ) -> torch.Tensor:
     r"""Entropic optimal transport plans for a batch of cost matrices.
 
@@ -133,6 +186,7 @@ def sinkhorn(
     cost : ``[B, n, m]`` or ``[n, m]``.
     tau : regularisation :math:`\tau > 0` (MAPNet: 0.1).
     source_weights, target_weights : marginals; uniform when None.
+    domain : ``"auto"``, ``"log"`` or ``"kernel"`` (:func:`sinkhorn_potentials`).
 
     Returns
     -------
@@ -154,6 +208,7 @@ def sinkhorn(
         max_iters=max_iters,
         tol=tol,
         check_every=check_every,
+        domain=domain,
     )
     return (log_u[..., :, None] - cost / tau + log_v[..., None, :]).exp()
 

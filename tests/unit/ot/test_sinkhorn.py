@@ -1,4 +1,7 @@
-"""The batched log-domain Sinkhorn solver against POT, its limits, and the argmax assignment."""
+"""The batched Sinkhorn solver (log and kernel domain) against POT, its limits, and the argmax
+assignment."""
+
+import importlib
 
 import numpy as np
 import ot
@@ -18,14 +21,15 @@ def _pot_plan(cost, tau, a=None, b=None):
     )
 
 
+@pytest.mark.parametrize("domain", ["log", "kernel"])
 @pytest.mark.parametrize("shape", [(6, 6), (5, 8), (32, 32)])
 @pytest.mark.parametrize("tau", [0.1, 0.5])  # MAPNet uses 0.1
-def test_matches_pot_on_random_costs(dtype, device, shape, tau):
+def test_matches_pot_on_random_costs(dtype, device, shape, tau, domain):
     gen = torch.Generator().manual_seed(sum(shape))
     cost = 2 * torch.rand(3, *shape, generator=gen, dtype=dtype)
     # some small-tau problems need a few thousand iterations (POT is given 20000 too)
     tol = 1e-9 if dtype == torch.float64 else 1e-7
-    plan = sinkhorn(cost.to(device), tau, tol=tol, max_iters=20000).cpu()
+    plan = sinkhorn(cost.to(device), tau, tol=tol, max_iters=20000, domain=domain).cpu()
     for k in range(len(cost)):
         expected = torch.from_numpy(_pot_plan(cost[k], tau)).to(dtype)
         torch.testing.assert_close(plan[k], expected, atol=1e-5, rtol=0)
@@ -38,12 +42,13 @@ def test_matches_pot_on_random_costs(dtype, device, shape, tau):
     )
 
 
-def test_matches_pot_with_given_marginals():
+@pytest.mark.parametrize("domain", ["log", "kernel"])
+def test_matches_pot_with_given_marginals(domain):
     gen = torch.Generator().manual_seed(3)
     cost = torch.rand(2, 5, 7, generator=gen, dtype=torch.float64)
     a = torch.tensor([0.1, 0.3, 0.2, 0.25, 0.15], dtype=torch.float64)
     b = torch.softmax(torch.randn(7, generator=gen, dtype=torch.float64), 0)
-    plan = sinkhorn(cost, 0.2, a, b, tol=1e-10)
+    plan = sinkhorn(cost, 0.2, a, b, tol=1e-10, domain=domain)
     for k in range(2):
         expected = torch.from_numpy(_pot_plan(cost[k], 0.2, a.numpy(), b.numpy()))
         torch.testing.assert_close(plan[k], expected, atol=1e-8, rtol=0)
@@ -115,3 +120,54 @@ def test_reports_iterations_and_rejects_bad_tau():
     assert iters == 7
     with pytest.raises(ValueError, match="tau"):
         sinkhorn(cost, 0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kernel_and_log_domain_run_the_same_iterations(dtype):
+    """Same sequence of scalings in exact arithmetic: after any number of iterations the two
+    domains agree to rounding, and they stop at the same iteration."""
+    gen = torch.Generator().manual_seed(5)
+    cost = 2 * torch.rand(64, 8, 8, generator=gen, dtype=dtype)  # MAPNet's MSI problems
+    for iters in (1, 3, 100):
+        u_log, v_log, n_log = sinkhorn_potentials(cost, 0.1, max_iters=iters, tol=0.0, domain="log")
+        u_k, v_k, n_k = sinkhorn_potentials(cost, 0.1, max_iters=iters, tol=0.0, domain="kernel")
+        assert n_log == n_k == iters
+        # the potentials are defined up to a constant moved between u and v: compare the plans
+        plan_log = (u_log[..., :, None] - cost / 0.1 + v_log[..., None, :]).exp()
+        plan_k = (u_k[..., :, None] - cost / 0.1 + v_k[..., None, :]).exp()
+        atol = 1e-12 if dtype == torch.float64 else 1e-6
+        torch.testing.assert_close(plan_k, plan_log, atol=atol, rtol=0)
+    _, _, stop_log = sinkhorn_potentials(cost, 0.1, tol=1e-4, domain="log")
+    _, _, stop_k = sinkhorn_potentials(cost, 0.1, tol=1e-4, domain="kernel")
+    assert stop_log == stop_k < 1000
+
+
+def test_auto_takes_the_kernel_domain_only_for_moderate_spans(monkeypatch):
+    solver = importlib.import_module("cirlib.ot.sinkhorn")  # the module, not the function
+    taken = []
+    for name in ("_kernel_iterations", "_log_iterations"):
+        real = getattr(solver, name)
+        monkeypatch.setattr(
+            solver, name, lambda *a, _r=real, _n=name: taken.append(_n) or _r(*a)
+        )
+    cost = 2 * torch.rand(4, 8, 8, generator=torch.Generator().manual_seed(0))
+    sinkhorn(cost, 0.1)  # span <= 20 nats in float32
+    sinkhorn(cost, 1e-3)  # up to 2000 nats: exp underflows
+    sinkhorn(cost.half(), 1.0)  # half precision: always the log domain
+    sinkhorn(cost.double(), 0.01)  # 200 nats is fine in float64
+    assert taken == [
+        "_kernel_iterations", "_log_iterations", "_log_iterations", "_kernel_iterations"
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="domain"):
+        sinkhorn(cost, 0.1, domain="exp")
+
+
+def test_kernel_domain_keeps_a_row_far_from_the_others():
+    """A row whose costs all sit far above the rest: the row shift keeps its kernel at 1, where
+    the unshifted kernel exp(-M / tau) underflows to zero in float32 and divides by it."""
+    cost = 2 * torch.rand(1, 6, 6, generator=torch.Generator().manual_seed(2))
+    cost[0, 3] += 50.0  # exp(-500) == 0 in float32, but the row spans only 20 nats
+    assert (torch.exp(-cost / 0.1)[0, 3] == 0).all()
+    plan = sinkhorn(cost, 0.1, tol=1e-7, max_iters=5000, domain="kernel")
+    expected = torch.from_numpy(_pot_plan(cost[0], 0.1)).float()
+    torch.testing.assert_close(plan[0], expected, atol=1e-5, rtol=0)
