@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cirlib.models.attention import multi_head_attention
 from cirlib.models.combiner import Combiner
 from cirlib.models.dropout import Dropout
 
@@ -199,9 +200,9 @@ class TwinAttentionCompositor(nn.Module):
     def _chain(layers: nn.ModuleList, queries: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
         out = first
         for layer in layers[:-1]:
-            out = layer(queries, out, out, need_weights=False)[0]
+            out = multi_head_attention(layer, queries, out, out)[0]
         # only the token's row of the last layer is used, and attention rows are independent
-        return layers[-1](queries[:, :1], out, out, need_weights=False)[0][:, 0]
+        return multi_head_attention(layers[-1], queries[:, :1], out, out)[0][:, 0]
 
     def forward(self, reference: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         token = self.token.to(reference.dtype).expand(len(reference), 1, -1)

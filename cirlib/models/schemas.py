@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cirlib.models.attention import multi_head_attention
 from cirlib.models.dropout import Dropout
 
 
@@ -58,11 +59,12 @@ class SchemaLayer(nn.Module):
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         h = self.norm_self(x)
-        x = x + self.dropout(self.self_attention(h, h, h, need_weights=False)[0])
+        x = x + self.dropout(multi_head_attention(self.self_attention, h, h, h)[0])
         h = self.norm_cross(x)
-        attended, weights = self.cross_attention(
-            h, memory, memory, key_padding_mask=memory_padding, need_weights=need_weights
-        )
+        attended, weights = multi_head_attention(
+            self.cross_attention, h, memory, memory,
+            key_padding_mask=memory_padding, need_weights=need_weights,
+        )  # fmt: skip
         x = x + self.dropout(attended)
         x = x + self.dropout(self.mlp(self.norm_mlp(x)))
         return x, weights
