@@ -1,16 +1,19 @@
-"""cirlib.models.dropout: the same distribution as nn.Dropout, drawn from uniform numbers."""
+"""cirlib.models.dropout: the same distribution as nn.Dropout (drop probability rounded to a
+multiple of 2^-16), drawn from random integers."""
 
 import pytest
 import torch
 
-from cirlib.models.dropout import Dropout, dropout
+from cirlib.models.dropout import Dropout, dropout, effective_drop_probability
 
 
-@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9, 0.001, 0.999])  # the last two: the rand path
 def test_keep_rate_and_scale_match_inverted_dropout(p, dtype, device):
     torch.manual_seed(0)
     x = torch.ones(400, 500, dtype=dtype, device=device)
     y = dropout(x, p)
+    if device != "cuda":
+        p = effective_drop_probability(p)
     kept = y != 0
     # 200k Bernoulli(1 - p) draws: the kept fraction is within 5 standard errors of 1 - p
     se = (p * (1 - p) / x.numel()) ** 0.5
@@ -35,7 +38,7 @@ def test_gradient_is_the_forward_mask(device):
     y = dropout(x, 0.3)
     y.sum().backward()
     # d(sum y)/dx = the mask the forward pass used (0 or 1/(1-p)), entry by entry
-    scale = torch.where(y != 0, 1 / 0.7, 0.0)
+    scale = torch.where(y != 0, 1 / (1 - effective_drop_probability(0.3)), 0.0)
     torch.testing.assert_close(x.grad, scale)
 
 
@@ -74,3 +77,28 @@ def test_heads_use_it():
     layer.p = 0.0  # how tests switch dropout off: found as an nn.Dropout, and obeyed
     x = torch.randn(4, 8)
     assert layer.train()(x) is x
+
+
+def test_effective_probability_is_the_nearest_multiple_of_2_to_the_minus_16():
+    assert effective_drop_probability(0.5) == 0.5
+    assert effective_drop_probability(0.1) == 6554 / 65536  # 0.1000061
+    for p in (0.1, 0.25, 0.3, 0.7, 0.9):
+        assert abs(effective_drop_probability(p) - p) <= 2.0**-17
+    # near 0 and 1 the rounding would be coarse relative to p or 1 - p: p itself (rand path)
+    assert effective_drop_probability(0.001) == 0.001
+    assert effective_drop_probability(0.999) == 0.999
+
+
+def test_integer_lanes_are_uniform_and_odd_sizes_work():
+    """Every 16-bit lane of the 64-bit words is uniform (random_() without bounds would leave
+    the top lane's sign bit at 0 and drop only where three lanes of four say so)."""
+    torch.manual_seed(4)
+    x = torch.ones(4 * 50_000 + 3)  # not a multiple of 4 lanes
+    for p in (0.25, 0.5):
+        kept = (dropout(x, p) != 0).double()
+        se = (p * (1 - p) / (len(x) / 4)) ** 0.5
+        for lane in range(4):  # each lane position of the words, separately
+            assert abs(kept[lane::4].mean().item() - (1 - p)) < 5 * se, (p, lane)
+    # a small odd shape keeps its shape and both values
+    y = dropout(torch.ones(7, 9), 0.5)
+    assert y.shape == (7, 9) and set(y.unique().tolist()) <= {0.0, 2.0}
