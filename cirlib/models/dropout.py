@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 _LEVELS = 1 << 16  # values of one 16-bit lane
 _COARSE = 2.0**-8  # below this distance from 0 or 1, 16-bit rounding is too coarse: use rand
 

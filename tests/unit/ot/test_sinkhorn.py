@@ -147,9 +147,7 @@ def test_auto_takes_the_kernel_domain_only_for_moderate_spans(monkeypatch):
     taken = []
     for name in ("_kernel_iterations", "_log_iterations"):
         real = getattr(solver, name)
-        monkeypatch.setattr(
-            solver, name, lambda *a, _r=real, _n=name: taken.append(_n) or _r(*a)
-        )
+        monkeypatch.setattr(solver, name, lambda *a, _r=real, _n=name: taken.append(_n) or _r(*a))
     cost = 2 * torch.rand(4, 8, 8, generator=torch.Generator().manual_seed(0))
     sinkhorn(cost, 0.1)  # span <= 20 nats in float32
     sinkhorn(cost, 1e-3)  # up to 2000 nats: exp underflows
