@@ -263,3 +263,34 @@ def checkpoint_path(cfg, method: str, seed: int, tag: str = "main") -> Path:
     enc = encoder_id(cfg.encoder, cfg.encoder_pretrained).replace(":", "-")
     prefix = method if tag == "main" and method not in _TAGGED_MAIN_RUN else f"{method}-{tag}"
     return subdir("checkpoints") / f"{prefix}-{cfg.name}-{enc}-s{seed}.pt"
+
+
+def ablation_cfg(cfg):
+    """``cfg`` with a quarter of its epochs (at least one): the budget of every ablation in the
+    book. The short rows of a chapter's ablation table compare with each other (each retrained
+    at this budget, the full method and the Combiner included), never with the main table.
+
+    Introduced in chapter "MGUR: multi-grained uncertainty regularisation"; chapters 5-7 reuse it.
+    """
+    return dataclasses.replace(cfg, epochs=max(1, cfg.epochs // 4))
+
+
+def ablation_tag(cfg) -> str:
+    """Checkpoint tag of a run at :func:`ablation_cfg`'s budget: ``"short-e<epochs>"``."""
+    return f"short-e{ablation_cfg(cfg).epochs}"
+
+
+def short_combiner(train_features, cfg, seed: int):
+    """The Combiner at the ablation budget (:func:`ablation_cfg`): one checkpoint, trained by
+    whichever of chapters 4-7 runs first and loaded by the others. Returns the
+    :class:`~cirlib.train.FitResult`.
+
+    Introduced in chapter "MGUR: multi-grained uncertainty regularisation"; chapters 5-7 reuse it.
+    """
+    short = ablation_cfg(cfg)
+    return train_combiner(
+        train_features,
+        short,
+        seed=seed,
+        checkpoint=checkpoint_path(short, "combiner", seed, tag=ablation_tag(cfg)),
+    )

@@ -22,7 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,45 @@ def _fused_adam_ok(model: torch.nn.Module) -> bool:
     return bool(params) and all(
         p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
     )
+
+
+def seconds_per_step(
+    model: torch.nn.Module,
+    loss_fn: Callable,
+    batches: Sequence[torch.Tensor],
+    *,
+    lr: float = 1e-4,
+    rounds: int = 2,
+) -> float:
+    """Seconds per training step of ``model`` under ``loss_fn(model, idx)``: forward, backward
+    and the Adam step :func:`fit` takes (fused where :func:`fit` fuses it), the best of
+    ``rounds`` passes over ``batches`` after one warm-up step (the minimum is the least noisy
+    figure on a shared machine). ``model`` trains while it is timed: give it a fresh one.
+
+    For the chapters' cost comparisons; the ratio between two methods timed alike is the number
+    that carries over to other machines, not the milliseconds.
+
+    Introduced in chapter "MGUR: multi-grained uncertainty regularisation"; chapters 5-7 reuse it.
+    """
+    if not batches or rounds < 1:
+        raise ValueError("seconds_per_step needs at least one batch and one round")
+    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=_fused_adam_ok(model))
+    model.train()
+
+    def step(idx):
+        loss = loss_fn(model, idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step(batches[0])  # one-off costs: allocations, a miner's first pools
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for idx in batches:
+            step(idx)
+        best = min(best, (time.perf_counter() - start) / len(batches))
+    return best
 
 
 def fit(

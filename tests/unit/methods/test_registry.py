@@ -175,3 +175,28 @@ def test_tagged_runs_get_their_tag():
     assert checkpoint_path(cfg, "mgur", 1, tag="blend-off").name.startswith("mgur-blend-off-toy-")
     assert checkpoint_path(cfg, "dqe", 1).name.startswith("dqe-main-toy-")
     assert checkpoint_path(cfg, "combiner", 0) != checkpoint_path(cfg, "combiner", 1)
+
+
+def test_ablation_budget_is_a_quarter_of_the_epochs_and_at_least_one():
+    from cirlib.registry import ablation_cfg, ablation_tag
+
+    toy = resolve("toy")
+    assert ablation_cfg(toy).epochs == toy.epochs // 4 and ablation_tag(toy) == "short-e10"
+    one = resolve("smoke", epochs=3)
+    assert ablation_cfg(one).epochs == 1 and ablation_tag(one) == "short-e1"
+    # nothing else of the profile changes
+    assert ablation_cfg(toy).batch_size == toy.batch_size and ablation_cfg(toy).lr == toy.lr
+
+
+def test_short_combiner_is_one_checkpoint_trained_once(data):
+    from cirlib.registry import ablation_cfg, short_combiner
+
+    split, feats = data
+    cfg = resolve("smoke", epochs=4, batch_size=16, device="cpu")
+    first = short_combiner(feats, cfg, seed=0)
+    assert first.trained_epochs == ablation_cfg(cfg).epochs == 1
+    assert first.checkpoint == checkpoint_path(ablation_cfg(cfg), "combiner", 0, tag="short-e1")
+    again = short_combiner(feats, cfg, seed=0)  # another chapter: loaded, not retrained
+    assert again.trained_epochs == 0
+    for a, b in zip(first.model.parameters(), again.model.parameters()):
+        assert torch.equal(a, b)

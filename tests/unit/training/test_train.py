@@ -132,3 +132,25 @@ def test_fused_adam_only_where_every_parameter_supports_it():
     assert _fused_adam_ok(Combiner(4))
     frozen = Combiner(4).requires_grad_(False)
     assert not _fused_adam_ok(frozen)  # nothing to optimise: no fused kernel to ask for
+
+
+def test_seconds_per_step_times_real_training_steps():
+    from cirlib.train import seconds_per_step
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+    calls = []
+
+    def loss_fn(m, idx):
+        calls.append(len(idx))
+        return ((m(x[idx]) - y[idx]) ** 2).mean()
+
+    before = model.weight.detach().clone()
+    batches = [torch.arange(8), torch.arange(8, 16), torch.arange(16, 24)]
+    seconds = seconds_per_step(model, loss_fn, batches, lr=0.1, rounds=2)
+    assert 0 < seconds < 10
+    assert calls == [8] * (1 + 2 * 3)  # one warm-up step, then every batch once per round
+    assert not torch.equal(model.weight, before)  # the steps trained the model
+    with pytest.raises(ValueError, match="at least one batch"):
+        seconds_per_step(model, loss_fn, [])
