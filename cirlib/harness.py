@@ -26,6 +26,7 @@ from cirlib.eval.evaluate import evaluate
 from cirlib.io import atomic_write_json
 from cirlib.registry import MethodSpec, checkpoint_path, get_method
 from cirlib.report import format_mean_std, mean_std
+from cirlib.train import trained_with
 
 RECALL = ("R@1", "R@5", "R@10", "R@50")
 SUBSET = ("Rs@1", "Rs@2", "Rs@3")
@@ -47,6 +48,41 @@ def options_tag(options: Mapping) -> str:
     """
     text = json.dumps(dict(options), sort_keys=True, default=str)
     return "opt-" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def run_checkpoint(method: str | MethodSpec, cfg, seed: int, options: Mapping | None = None):
+    """The checkpoint :func:`compare` trains or loads for ``method`` at ``seed``: the chapter's
+    own (tag ``"main"``) with default options, its :func:`options_tag` otherwise.
+
+    Introduced in chapter "Comparing the methods".
+    """
+    spec = _spec(method)
+    tag = options_tag(options) if options else "main"
+    return checkpoint_path(cfg, spec.name, seed, tag)
+
+
+def training_environment(
+    methods: Iterable[str | MethodSpec],
+    cfg,
+    seeds: Iterable[int],
+    options: Mapping[str, Mapping] | None = None,
+) -> dict:
+    """``{method name: {seed: trained_with(checkpoint)}}`` for the runs :func:`compare` used:
+    per run the torch version, device and CPU thread count of every ``fit`` call that trained
+    it (:func:`cirlib.train.trained_with`), for the results file. A run's numbers depend on
+    these at the level of rounding; the file should say what produced them.
+
+    Introduced in chapter "Comparing the methods".
+    """
+    options = dict(options or {})
+    out = {}
+    for method in methods:
+        spec = _spec(method)
+        extra = options.get(spec.name, {})
+        out[spec.name] = {
+            str(seed): trained_with(run_checkpoint(spec, cfg, seed, extra)) for seed in seeds
+        }
+    return out
 
 
 def compare(
@@ -98,7 +134,6 @@ def compare(
                 "tokens=True)"
             )
         extra = dict(options.get(spec.name, {}))
-        tag = options_tag(extra) if extra else "main"
         results[spec.name] = {}
         for seed in seeds:
             model = spec.train(
@@ -106,7 +141,7 @@ def compare(
                 cfg,
                 seed=seed,
                 split=train_s,
-                checkpoint=checkpoint_path(cfg, spec.name, seed, tag),
+                checkpoint=run_checkpoint(spec, cfg, seed, extra),
                 **extra,
             )
             gallery = spec.gallery(model, test_f) if spec.gallery is not None else None

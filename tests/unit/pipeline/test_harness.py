@@ -22,6 +22,7 @@ from cirlib.harness import (
     paired_differences,
     paired_verdict,
     titles_of,
+    training_environment,
     write_results,
 )
 from cirlib.methods.combiner import combiner_queries, train_combiner
@@ -177,3 +178,15 @@ def test_published_tables_are_consistent():
         assert list(fiq.index[off]) == ([] if k == "R@10" else ["DQE-CIR"])
     assert fiq.loc["DQE-CIR", "avg R@50"] - mean["DQE-CIR"] == pytest.approx(1.0, abs=0.01)
     assert all(r["backbone"] for r in DQE_FASHIONIQ["rows"] if r["method"] == "DQE-CIR")
+
+
+def test_training_environment_reads_the_checkpoints_compare_used(world, cfg, results):
+    env = training_environment(["combiner", MGUR_RP], cfg, [0, 1])
+    assert set(env) == {"combiner", "mgur_rp"} and set(env["combiner"]) == {"0", "1"}
+    for per_seed in env.values():
+        for parts in per_seed.values():
+            assert [p["device"] for p in parts] == ["cpu"]
+            assert parts[0]["from_epoch"] == 1 and parts[0]["threads"] >= 1
+    # a variant with options is read from its own checkpoint, which compare has not written
+    with pytest.raises(FileNotFoundError):
+        training_environment(["combiner"], cfg, [0], {"combiner": {"dropout": 0.3}})

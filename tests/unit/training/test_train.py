@@ -154,3 +154,24 @@ def test_seconds_per_step_times_real_training_steps():
     assert not torch.equal(model.weight, before)  # the steps trained the model
     with pytest.raises(ValueError, match="at least one batch"):
         seconds_per_step(model, loss_fn, [])
+
+
+def test_checkpoint_records_how_each_part_was_trained(features, tmp_path):
+    """torch version, device and thread count per fit call; a resumed run keeps the first
+    part's record and adds its own, a loaded one adds nothing."""
+    from cirlib.train import trained_with
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        _run(features, tmp_path, "part.pt", stop_after_epoch=1)
+        torch.set_num_threads(2)
+        _run(features, tmp_path, "part.pt")
+        _run(features, tmp_path, "part.pt")  # finished: loaded, not a new part
+    finally:
+        torch.set_num_threads(threads)
+    record = trained_with(tmp_path / "part.pt")
+    assert record == [
+        {"from_epoch": 1, "torch": torch.__version__, "device": "cpu", "threads": 1},
+        {"from_epoch": 2, "torch": torch.__version__, "device": "cpu", "threads": 2},
+    ]
