@@ -14,10 +14,9 @@ drop probability rounded to a multiple of :math:`2^{-16}` (:func:`effective_drop
 of the CPU generator, so a mask costs a quarter of the generator calls of ``torch.rand``
 (a ``256 x 1024`` mask: 0.47 ms against 0.80 ms for ``rand`` + compare, two threads; the whole
 dropout forward and backward, ``data_scripts/bench_train_step.py``: 1.06 ms against 1.31 ms,
-one thread). Probabilities
-within :math:`2^{-8}` of 0 or 1, where the rounding would be coarse relative to :math:`p` or
-:math:`1-p`, use ``torch.rand(...) >= p`` instead; on CUDA, where the built-in kernel is already
-fused, it calls ``torch.nn.functional.dropout``. The random stream differs from
+one thread). Probabilities within :math:`2^{-8}` of 0 or 1, where the rounding would be coarse
+relative to :math:`p` or :math:`1-p`, use ``torch.rand(...) >= p`` instead; on CUDA, where the
+built-in kernel is already fused, it calls ``torch.nn.functional.dropout``. The random stream differs from
 ``nn.Dropout``'s, so a model trained with one does not reproduce a run trained with the other bit
 for bit; the checks are in ``tests/unit/models/test_dropout.py``.
 
@@ -36,23 +35,26 @@ _LEVELS = 1 << 16  # values of one 16-bit lane
 _COARSE = 2.0**-8  # below this distance from 0 or 1, 16-bit rounding is too coarse: use rand
 
 
+def _lanes_used(p: float) -> bool:
+    return _COARSE <= p <= 1.0 - _COARSE
+
+
 def effective_drop_probability(p: float) -> float:
     """The drop probability :func:`dropout` realises on a CPU for a requested ``p``."""
-    if _COARSE <= p <= 1.0 - _COARSE:
-        return round(p * _LEVELS) / _LEVELS
-    return p
+    return round(p * _LEVELS) / _LEVELS if _lanes_used(p) else p
 
 
 def _keep_scale(shape, p: float, dtype: torch.dtype) -> torch.Tensor:
     """0 (dropped) or the inverse keep probability (kept), one entry per element of ``shape``."""
-    if not _COARSE <= p <= 1.0 - _COARSE:
-        return torch.rand(shape, dtype=dtype).ge_(p).mul_(1.0 / (1.0 - p))
+    scale = 1.0 / (1.0 - effective_drop_probability(p))
+    if not _lanes_used(p):
+        return torch.rand(shape, dtype=dtype).ge_(p).mul_(scale)
     n = math.prod(shape)
     # full-range 64-bit words (random_() alone leaves the sign bit 0), read as four int16 lanes
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
     lanes = words.view(torch.int16)[:n].view(shape)  # uniform on -32768 .. 32767
-    drop = round(p * _LEVELS)
-    return lanes.ge(drop - _LEVELS // 2).to(dtype).mul_(_LEVELS / (_LEVELS - drop))
+    drop = round(p * _LEVELS)  # lanes below -32768 + drop are dropped
+    return lanes.ge(drop - _LEVELS // 2).to(dtype).mul_(scale)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:

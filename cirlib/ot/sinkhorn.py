@@ -14,6 +14,12 @@ import math
 
 import torch
 
+# Largest span of M/tau along a row (nats) for which the kernel-domain iterations are used.
+# After the row shift the kernel's entries are >= exp(-span) and the scalings stay within a
+# few times exp(span) of each other: e^-30 ~ 1e-13 is far from float32's smallest normal
+# (1e-38), e^-300 from float64's (1e-308). Half precision always takes the log domain.
+KERNEL_SPAN = {torch.float32: 30.0, torch.float64: 300.0}
+
 
 def _log_weights(weights, batch: int, size: int, like: torch.Tensor) -> torch.Tensor:
     """Log of the marginal weights as ``[B, size]``; uniform when ``weights`` is None."""
@@ -104,13 +110,6 @@ def sinkhorn_potentials(
     if squeeze:
         return log_u[0], log_v[0], iters
     return log_u, log_v, iters
-
-
-# Largest span of M/tau along a row (nats) for which the kernel-domain iterations are used.
-# After the row shift the kernel's entries are >= exp(-span) and the scalings stay within a
-# few times exp(span) of each other: e^-30 ~ 1e-13 is far from float32's smallest normal
-# (1e-38), e^-300 from float64's (1e-308). Half precision always takes the log domain.
-KERNEL_SPAN = {torch.float32: 30.0, torch.float64: 300.0}
 
 
 def _kernel_iterations(log_k, log_a, log_b, max_iters, tol, check_every):
