@@ -52,3 +52,29 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     import torch
 
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+@contextmanager
+def exclusive(path: str | os.PathLike):
+    """Hold an exclusive lock on ``path`` for the ``with`` block: another process entering
+    ``exclusive`` on the same path waits until this one leaves.
+
+    The lock is an advisory ``flock`` on an empty file ``.<name>.lock`` beside ``path`` (kept
+    afterwards: removing it would let two later processes lock two different files). Used by
+    :func:`cirlib.train.fit`, so that two chapters executed side by side never train the same
+    checkpoint twice: the second waits, then loads what the first saved. Where ``fcntl`` does
+    not exist (Windows) the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on the book's platforms
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

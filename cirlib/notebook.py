@@ -62,9 +62,31 @@ def _busy_cores(interval: float = 0.3) -> float | None:
     return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / (total1 - total0))
 
 
+THREADS_FILE = "CIRLIB_THREADS_FILE"  # set by a book build that runs chapters side by side
+
+
+def _granted_threads() -> int | None:
+    """The threads a book build grants this chapter, or None outside such a build.
+
+    ``tests/notebooks/run_notebooks.py --jobs 2`` executes independent chapters side by side and
+    keeps, in the file named by ``$CIRLIB_THREADS_FILE``, the cores per running chapter (it
+    rewrites it whenever a chapter starts or ends). Reading it at every training run lets the
+    last chapter still running take the cores the others gave back.
+    """
+    name = os.environ.get(THREADS_FILE)
+    if not name:
+        return None
+    try:
+        granted = int(Path(name).read_text().strip())
+    except (OSError, ValueError):
+        return None  # unreadable: fall back to counting free cores
+    return max(1, granted)
+
+
 def _free_cores() -> int:
-    """Cores not already busy (at most 4). On a loaded machine extra torch threads only fight
-    for cores: a small training step was measured 5x slower with 2 threads than with 1."""
+    """Cores not already busy (at most 4), and no more than a book build grants. On a loaded
+    machine extra torch threads only fight for cores: a small training step was measured 5x
+    slower with 2 threads than with 1."""
     cores = os.cpu_count() or 1
     busy = _busy_cores()
     if busy is None:
@@ -72,7 +94,9 @@ def _free_cores() -> int:
             busy = os.getloadavg()[0]
         except OSError:
             busy = 0.0
-    return max(1, min(4, cores - round(busy)))
+    free = max(1, min(4, cores - round(busy)))
+    granted = _granted_threads()
+    return free if granted is None else min(free, granted)
 
 
 def adapt_threads() -> int:
@@ -83,7 +107,8 @@ def adapt_threads() -> int:
     fixed once, in its first cell, so a short burst of other work at that moment (measured: a
     few seconds of another process when a chapter started) left a whole chapter of training on
     one thread, about 1.5x slower on the 2-core machine; looking again per run bounds the damage
-    to one run.
+    to one run. In a book build that runs chapters side by side it also picks up the build's
+    grant (:func:`_granted_threads`): one core each while two chapters run, both for the last.
     """
     if _auto_threads[0]:
         torch.set_num_threads(_free_cores())

@@ -24,12 +24,13 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from cirlib.io import atomic_torch_save
+from cirlib.io import atomic_torch_save, exclusive
 from cirlib.progress import progress
 
 
@@ -133,6 +134,13 @@ def seconds_per_step(
     return best
 
 
+def _process_group() -> bool:
+    """True under torchrun with several ranks (see :func:`cirlib.distributed.is_distributed`)."""
+    from cirlib.distributed import is_distributed
+
+    return is_distributed()
+
+
 def fit(
     model: torch.nn.Module,
     loss_fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],
@@ -204,107 +212,119 @@ def fit(
     start = 0
 
     path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None and path.exists():
-        state = torch.load(path, map_location=device, weights_only=False)
-        if state.get("fingerprint") != fingerprint:
-            raise ValueError(
-                f"checkpoint {path} was written with other settings; delete it to retrain, or "
-                "give this run its own checkpoint path"
-            )
-        model.load_state_dict(state["model"])
-        history = state["history"]
-        segments = list(state.get("trained_with", []))
-        start = state["epoch"]
-        if start >= epochs:
-            model.eval()
-            return FitResult(model, history, path, 0)
-        opt.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-
-    ddp = None
-    if distributed:
-        from cirlib import distributed as ddp
-
-        if not ddp.is_distributed():
-            ddp = None
-    if ddp is not None:
-        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        if batch_size % world:
-            raise ValueError(
-                f"batch_size {batch_size} is the global batch and must be a multiple of the "
-                f"{world} processes"
-            )
-        train_model = ddp.wrap_ddp(model, device)
-        if rank > 0:
-            # Same seed everywhere would give every rank the same dropout masks for its rows;
-            # derive a stream per rank from rank 0's state (also after a resume).
-            torch.manual_seed(int(torch.randint(2**62, (1,))) + rank)
-    else:
-        rank, train_model = 0, model
-
-    if ddp is not None:
-        segment["processes"] = world
-    segments.append({"from_epoch": start + 1, **segment})
-    trained = 0
-    # Only rank 0 shows a bar (and none at all when TQDM_DISABLE is set: see cirlib.progress).
-    bar = progress(range(start, epochs), desc=desc, initial=start, total=epochs, disable=rank != 0)
-    for epoch in bar:
-        model.train()
-        order = torch.randperm(n_samples, generator=gen)
-        n_batches = max(1, n_samples // batch_size)  # drop the ragged end: fewer negatives
-        total = 0.0
-        for b in range(n_batches):
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            if ddp is not None:
-                idx = ddp.rank_slice(idx, rank, world)
-            with torch.autocast(device.type, dtype=dtype, enabled=amp):
-                loss = loss_fn(train_model, idx)
-            if not torch.isfinite(loss):
-                where = f"epoch {epoch + 1}, batch {b + 1}"
-                kept = f"the last good checkpoint ({path}, epoch {start + trained})" if path else ""
-                raise NonFiniteLossError(
-                    f"loss is {loss.item()} at {where}. Nothing was saved for this epoch"
-                    f"{'; ' + kept + ' is kept' if kept else ''}. Lower the learning rate "
-                    "(or turn off mixed precision) and run again."
+    # Chapters executed side by side may ask for the same checkpoint (the short Combiner of
+    # chapters 4-7): the second waits here, then loads the run the first saved, instead of both
+    # training it and resuming from each other's epochs. Under DDP every rank calls fit with the
+    # same path and only rank 0 writes, so ranks do not lock (one would wait for the others).
+    lock = path is not None and not (distributed and _process_group())
+    with exclusive(path) if lock else nullcontext():
+        if path is not None and path.exists():
+            state = torch.load(path, map_location=device, weights_only=False)
+            if state.get("fingerprint") != fingerprint:
+                raise ValueError(
+                    f"checkpoint {path} was written with other settings; delete it to retrain, or "
+                    "give this run its own checkpoint path"
                 )
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            total += loss.detach().item()
-        record = {"epoch": epoch + 1, "loss": total / n_batches}
-        if eval_fn is not None and rank == 0:
-            model.eval()
-            with torch.no_grad():
-                record.update(eval_fn(model))
-        if eval_fn is not None and ddp is not None:
-            shared = [record]
-            torch.distributed.broadcast_object_list(shared, src=0)
-            record = shared[0]
-        history.append(record)
-        trained += 1
-        bar.set_postfix(loss=f"{record['loss']:.4f}")
-        if path is not None and rank == 0:
-            atomic_torch_save(
-                path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "generator": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "fingerprint": fingerprint,
-                    "settings": settings or {},
-                    "trained_with": segments,
-                },
-            )
-        if path is not None and ddp is not None:
-            ddp.barrier()  # no rank runs ahead of (or resumes from) a checkpoint still being written
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
-            break
-    model.eval()
-    return FitResult(model, history, path, trained)
+            model.load_state_dict(state["model"])
+            history = state["history"]
+            segments = list(state.get("trained_with", []))
+            start = state["epoch"]
+            if start >= epochs:
+                model.eval()
+                return FitResult(model, history, path, 0)
+            opt.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+
+        ddp = None
+        if distributed:
+            from cirlib import distributed as ddp
+
+            if not ddp.is_distributed():
+                ddp = None
+        if ddp is not None:
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            if batch_size % world:
+                raise ValueError(
+                    f"batch_size {batch_size} is the global batch and must be a multiple of the "
+                    f"{world} processes"
+                )
+            train_model = ddp.wrap_ddp(model, device)
+            if rank > 0:
+                # Same seed everywhere would give every rank the same dropout masks for its rows;
+                # derive a stream per rank from rank 0's state (also after a resume).
+                torch.manual_seed(int(torch.randint(2**62, (1,))) + rank)
+        else:
+            rank, train_model = 0, model
+
+        if ddp is not None:
+            segment["processes"] = world
+        segments.append({"from_epoch": start + 1, **segment})
+        trained = 0
+        # Only rank 0 shows a bar (and none at all when TQDM_DISABLE is set: see cirlib.progress).
+        bar = progress(
+            range(start, epochs), desc=desc, initial=start, total=epochs, disable=rank != 0
+        )
+        for epoch in bar:
+            model.train()
+            order = torch.randperm(n_samples, generator=gen)
+            n_batches = max(1, n_samples // batch_size)  # drop the ragged end: fewer negatives
+            total = 0.0
+            for b in range(n_batches):
+                idx = order[b * batch_size : (b + 1) * batch_size]
+                if ddp is not None:
+                    idx = ddp.rank_slice(idx, rank, world)
+                with torch.autocast(device.type, dtype=dtype, enabled=amp):
+                    loss = loss_fn(train_model, idx)
+                if not torch.isfinite(loss):
+                    where = f"epoch {epoch + 1}, batch {b + 1}"
+                    kept = (
+                        f"the last good checkpoint ({path}, epoch {start + trained})"
+                        if path
+                        else ""
+                    )
+                    raise NonFiniteLossError(
+                        f"loss is {loss.item()} at {where}. Nothing was saved for this epoch"
+                        f"{'; ' + kept + ' is kept' if kept else ''}. Lower the learning rate "
+                        "(or turn off mixed precision) and run again."
+                    )
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                total += loss.detach().item()
+            record = {"epoch": epoch + 1, "loss": total / n_batches}
+            if eval_fn is not None and rank == 0:
+                model.eval()
+                with torch.no_grad():
+                    record.update(eval_fn(model))
+            if eval_fn is not None and ddp is not None:
+                shared = [record]
+                torch.distributed.broadcast_object_list(shared, src=0)
+                record = shared[0]
+            history.append(record)
+            trained += 1
+            bar.set_postfix(loss=f"{record['loss']:.4f}")
+            if path is not None and rank == 0:
+                atomic_torch_save(
+                    path,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "generator": gen.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "epoch": epoch + 1,
+                        "history": history,
+                        "fingerprint": fingerprint,
+                        "settings": settings or {},
+                        "trained_with": segments,
+                    },
+                )
+            if path is not None and ddp is not None:
+                ddp.barrier()  # no rank runs ahead of (or resumes from) a checkpoint still being written
+            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+                break
+        model.eval()
+        return FitResult(model, history, path, trained)

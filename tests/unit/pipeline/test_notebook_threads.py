@@ -66,3 +66,40 @@ def test_adapt_threads_counts_again_only_in_automatic_mode(monkeypatch):
         assert notebook.adapt_threads() == 1 and calls == [1]
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_book_build_caps_the_free_cores_by_its_grant(monkeypatch, tmp_path):
+    grant = tmp_path / "threads"
+    monkeypatch.setattr(notebook, "_busy_cores", lambda interval=0.3: 0.0)  # an idle machine
+    free = notebook._free_cores()
+    monkeypatch.setenv(notebook.THREADS_FILE, str(grant))
+    assert notebook._granted_threads() is None and notebook._free_cores() == free  # no file yet
+    grant.write_text("1\n")
+    assert notebook._granted_threads() == 1 and notebook._free_cores() == 1
+    grant.write_text("64")  # a grant never adds cores that are not free
+    assert notebook._free_cores() == free
+    grant.write_text("0")
+    assert notebook._granted_threads() == 1
+    grant.write_text("half")  # unreadable: the free cores decide
+    assert notebook._granted_threads() is None and notebook._free_cores() == free
+    monkeypatch.delenv(notebook.THREADS_FILE)
+    grant.write_text("1")
+    assert notebook._granted_threads() is None
+
+
+def test_adapt_threads_follows_the_grant_between_runs(monkeypatch, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    grant = tmp_path / "threads"
+    monkeypatch.setattr(notebook, "_busy_cores", lambda interval=0.3: 0.0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setenv(notebook.THREADS_FILE, str(grant))
+    monkeypatch.setattr(notebook, "_auto_threads", [True])
+    try:
+        grant.write_text("2")  # two chapters running on four cores
+        assert notebook.adapt_threads() == 2
+        grant.write_text("4")  # the other chapter ended
+        assert notebook.adapt_threads() == 4
+    finally:
+        torch.set_num_threads(before)
