@@ -14,6 +14,15 @@ nbval re-runs. A chapter fails when
 * any cell raises (papermill writes the notebook with an error banner; it stays in the stage),
 * it takes longer than its budget in ``tests/notebooks/budgets.json``.
 
+Chapters whose prerequisites have run execute side by side (``--jobs``, default 2 for the
+``smoke`` and ``toy`` profiles on a machine with 2 or more cores, 1 for ``paper``, whose chapters
+share one GPU). ``tests/notebooks/needs.json`` says what each chapter needs; a chapter it does
+not list waits for every chapter before it. Of the chapters that may start, the one heading the
+longest remaining chain of budgets starts first, so the long chains never wait at the end. While
+chapters run together, each kernel's training runs use at most its share of the cores (the file
+``$CIRLIB_THREADS_FILE``, rewritten whenever a chapter starts or ends: see
+``cirlib.notebook.adapt_threads``).
+
 The run continues past failures, writes ``book/execution_report.md`` (into the stage only; the
 source tree holds a placeholder) and ``run_report.json`` at the stage root, then exits 1 if any
 chapter failed. Only the standard library, papermill, nbformat and PyYAML are used.
@@ -22,12 +31,16 @@ chapter failed. Only the standard library, papermill, nbformat and PyYAML are us
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as futures
+import functools
 import json
+import multiprocessing
 import os
 import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -36,6 +49,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BUDGETS_FILE = Path(__file__).with_name("budgets.json")
+NEEDS_FILE = Path(__file__).with_name("needs.json")
+THREADS_FILE = "CIRLIB_THREADS_FILE"  # the variable cirlib.notebook reads
 PROFILES = ("smoke", "toy", "paper")
 STAGED = ("_config.yml", "_toc.yml", "book", "notebooks")
 REPORT_PAGE = Path("book/execution_report.md")
@@ -209,26 +224,176 @@ def run_chapter(
     return row
 
 
-def report_markdown(rows: list[dict], profile: str, seed: int, total: float, stage: Path) -> str:
+def chapter_needs(chapters: list[Path], declared: dict, toc: list[Path] | None = None) -> dict:
+    """Each chapter's prerequisites among ``chapters`` (file stems), from ``needs.json``.
+
+    A chapter the file does not list needs every chapter before it in ``toc`` (the safe default
+    for a new chapter). Names that are not chapters of the toc, and needs that come later in
+    the toc (reading order is also build order), are refused. Prerequisites outside
+    ``chapters`` (``--only``) are dropped: their outputs are either on disk or trained again.
+    """
+    toc = toc if toc is not None else chapters
+    order = [c.stem for c in toc]
+    declared = {k: v for k, v in declared.items() if not k.startswith("_")}
+    for stem, wanted in declared.items():
+        if stem not in order:
+            raise ValueError(f"needs.json lists {stem!r}, which is not a chapter of _toc.yml")
+        for need in wanted:
+            if need not in order:
+                raise ValueError(f"needs.json: {stem} needs {need!r}, not a chapter of _toc.yml")
+            if order.index(need) >= order.index(stem):
+                raise ValueError(
+                    f"needs.json: {stem} needs {need}, which comes after it in _toc.yml; "
+                    "a chapter may only need chapters before it"
+                )
+    running = {c.stem for c in chapters}
+    return {
+        c.stem: [n for n in declared.get(c.stem, order[: order.index(c.stem)]) if n in running]
+        for c in chapters
+    }
+
+
+def chain_seconds(needs: dict, seconds: Callable[[str], float]) -> dict:
+    """For each chapter, its own ``seconds`` plus the longest chain of chapters that need it:
+    how long the build takes from its start at the least. The longest chain starts first."""
+    chain: dict[str, float] = {}
+    for stem in reversed(list(needs)):  # dependents come later in the toc
+        after = [chain[t] for t, wanted in needs.items() if stem in wanted]
+        chain[stem] = seconds(stem) + max(after, default=0.0)
+    return chain
+
+
+def grant_threads(path: Path | None, running: int, cores: int) -> int:
+    """Write the cores per running chapter to ``path`` (atomically) and return that number."""
+    share = max(1, cores // max(1, running))
+    if path is not None:
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_text(f"{share}\n")
+        os.replace(tmp, path)
+    return share
+
+
+def run_all(
+    chapters: list[Path],
+    needs: dict,
+    chain: dict,
+    jobs: int,
+    run: Callable[[Path], dict],
+    pool: futures.Executor,
+    threads_file: Path | None = None,
+    cores: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[dict]:
+    """Execute ``chapters`` with ``run`` on ``pool``, at most ``jobs`` at a time, each once all
+    of its ``needs`` have finished (whatever their status: a failed chapter's own row says so,
+    and the chapters after it still run and report their own errors). Among the chapters that
+    may start, the one with the longest ``chain`` goes first. Rows come back in toc order, each
+    with ``started`` (seconds after the first start) and ``beside`` (how many chapters ran at
+    its start, itself included)."""
+    cores = cores or os.cpu_count() or 1
+    log = log or functools.partial(print, flush=True)
+    order = {c.stem: i for i, c in enumerate(chapters)}
+    by_stem = {c.stem: c for c in chapters}
+    waiting, done, rows = list(by_stem), set(), {}
+    running: dict[futures.Future, str] = {}
+    t0 = time.monotonic()
+    while waiting or running:
+        ready = [s for s in waiting if all(n in done for n in needs[s])]
+        ready.sort(key=lambda s: (-chain[s], order[s]))
+        for stem in ready[: max(0, jobs - len(running))]:
+            waiting.remove(stem)
+            share = grant_threads(threads_file, len(running) + 1, cores)
+            future = pool.submit(run, by_stem[stem])
+            running[future] = stem
+            rows[stem] = {"started": round(time.monotonic() - t0, 1), "beside": len(running)}
+            log(f"[start] {by_stem[stem]} ({len(running)} running, {share} thread(s) each)")
+        if not running:
+            raise RuntimeError(f"chapters {waiting} wait for chapters that never run")
+        finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+        for future in finished:
+            stem = running.pop(future)
+            done.add(stem)
+            try:
+                result = future.result()
+            except Exception as err:  # the worker process died (run_chapter catches the rest)
+                result = {
+                    "chapter": stem,
+                    "notebook": by_stem[stem].as_posix(),
+                    "seconds": None,
+                    "budget": None,
+                    "status": "error",
+                    "message": f"{type(err).__name__}: {err}",
+                }
+            rows[stem] = {**result, **rows[stem]}
+            grant_threads(threads_file, len(running), cores)
+            row = rows[stem]
+            budget = "no budget" if row["budget"] is None else f"budget {row['budget']} s"
+            took = "" if row["seconds"] is None else f" in {row['seconds']:.1f} s ({budget})"
+            log(
+                f"[{len(done)}/{len(chapters)}] {by_stem[stem]}: {row['status']}{took} "
+                f"{row['message']}"
+            )
+    return [rows[c.stem] for c in chapters]
+
+
+def default_jobs(profile: str, cores: int | None = None) -> int:
+    """Two chapters at a time on 2 or more cores; one for ``paper`` (its chapters share a GPU)."""
+    cores = cores or os.cpu_count() or 1
+    return 1 if profile == "paper" or cores < 2 else 2
+
+
+def report_markdown(
+    rows: list[dict], profile: str, seed: int, total: float, stage: Path, jobs: int = 1
+) -> str:
     """The execution-report page: one table row per chapter."""
+    together = (
+        "one at a time"
+        if jobs == 1
+        else f"up to {jobs} at a time, sharing the cores (`--jobs {jobs}`; *beside* counts the "
+        "chapters running when it started, itself included)"
+    )
     lines = [
         "# Execution report",
         "",
         "This page is written by `tests/notebooks/run_notebooks.py` each time the book is built:",
         f'every chapter below was executed with `PROFILE = "{profile}"` and `SEED = {seed}`',
-        f"on {os.cpu_count()} CPU cores (Python {platform.python_version()}, {platform.system()}).",
-        "Budgets are in `tests/notebooks/budgets.json`; a chapter over its budget fails the build.",
+        f"on {os.cpu_count()} CPU cores (Python {platform.python_version()}, {platform.system()}),",
+        f"{together}. Budgets are in `tests/notebooks/budgets.json`; a chapter over its budget",
+        "fails the build.",
         "",
-        "| chapter | profile | seconds | status |",
-        "|---|---|---:|---|",
+        "| chapter | profile | started (s) | seconds | beside | status |",
+        "|---|---|---:|---:|---:|---|",
     ]
     for row in rows:
         exists = (stage / row["notebook"]).exists()
         name = f"{{doc}}`../{row['notebook'].removesuffix('.ipynb')}`" if exists else row["chapter"]
         seconds = "" if row["seconds"] is None else f"{row['seconds']:.1f}"
-        lines.append(f"| {name} | {row['profile']} | {seconds} | {row['status']} |")
-    lines += ["", f"Total execution time: {total:.1f} s.", ""]
+        started = "" if row.get("started") is None else f"{row['started']:.1f}"
+        lines.append(
+            f"| {name} | {row.get('profile', profile)} | {started} | {seconds} | "
+            f"{row.get('beside', 1)} | {row['status']} |"
+        )
+    chapter_total = sum(row["seconds"] or 0.0 for row in rows)
+    lines += [
+        "",
+        f"Total execution time: {total:.1f} s (the chapters' own times add up to "
+        f"{chapter_total:.1f} s).",
+        "",
+    ]
     return "\n".join(lines)
+
+
+class InlineExecutor(futures.Executor):
+    """Run each task when it is submitted, in this process (``--jobs 1``: no worker processes,
+    no threads file, the chapters' kernels choose their threads as they would anywhere)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as err:
+            future.set_exception(err)
+        return future
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,6 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", type=Path, default=Path("_build/stage"))
     parser.add_argument("--only", metavar="NAME", help="run one chapter (file stem or toc path)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        help="chapters executed at once (default: 2 for smoke and toy on 2+ cores, 1 for paper)",
+    )
     args = parser.parse_args(argv)
 
     chapters = toc_notebooks()
@@ -254,26 +424,44 @@ def main(argv: list[str] | None = None) -> int:
     make_stage(stage)
     print(f"Staged the book in {stage}; profile {args.profile}, seed {args.seed}", flush=True)
 
-    rows = []
+    jobs = args.jobs or default_jobs(args.profile)
+    if jobs < 1:
+        parser.error(f"--jobs {args.jobs}: give at least 1 (chapters executed at once)")
+    declared = json.loads(NEEDS_FILE.read_text(encoding="utf-8"))
+    try:
+        needs = chapter_needs(chapters, declared, toc_notebooks())
+    except ValueError as err:
+        parser.error(f"{NEEDS_FILE.relative_to(REPO)}: {err}")
+    chain = chain_seconds(needs, lambda s: budget_seconds(budgets, s, args.profile) or 1.0)
+    threads_file = stage / ".threads" if jobs > 1 else None
+    if threads_file is not None:
+        os.environ[THREADS_FILE] = str(threads_file)  # every chapter's kernel inherits it
+    run = functools.partial(
+        run_chapter, profile=args.profile, seed=args.seed, stage=stage, budgets=budgets
+    )
+    if jobs > 1:
+        # spawn, not fork: a forked papermill worker would inherit this process's state
+        pool = futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    else:
+        pool = InlineExecutor()
     start = time.monotonic()
-    for i, rel in enumerate(chapters, 1):
-        print(f"[{i}/{len(chapters)}] {rel} ...", flush=True)
-        row = run_chapter(rel, args.profile, args.seed, stage, budgets)
-        rows.append(row)
-        budget = "no budget" if row["budget"] is None else f"budget {row['budget']} s"
-        took = "" if row["seconds"] is None else f" in {row['seconds']:.1f} s ({budget})"
-        print(f"[{i}/{len(chapters)}] {rel}: {row['status']}{took} {row['message']}", flush=True)
+    with pool:
+        rows = run_all(chapters, needs, chain, jobs, run, pool, threads_file)
     total = time.monotonic() - start
 
     failed = [row for row in rows if row["status"] != "ok"]
     page = stage / REPORT_PAGE
     page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(report_markdown(rows, args.profile, args.seed, total, stage), encoding="utf-8")
+    if threads_file is not None:
+        threads_file.unlink(missing_ok=True)
+    report_page = report_markdown(rows, args.profile, args.seed, total, stage, jobs)
+    page.write_text(report_page, encoding="utf-8")
     report = {
         "profile": args.profile,
         "seed": args.seed,
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
+        "jobs": jobs,
         "total_seconds": round(total, 1),
         "notebooks": rows,
         "failed": [row["notebook"] for row in failed],
