@@ -306,7 +306,8 @@ def run_all(
             future = pool.submit(run, by_stem[stem])
             running[future] = stem
             rows[stem] = {"started": round(time.monotonic() - t0, 1), "beside": len(running)}
-            log(f"[start] {by_stem[stem]} ({len(running)} running, {share} thread(s) each)")
+            grant = f", {share} thread(s) each" if threads_file is not None else ""
+            log(f"[start] {by_stem[stem]} ({len(running)} running{grant})")
         if not running:
             raise RuntimeError(f"chapters {waiting} wait for chapters that never run")
         finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
