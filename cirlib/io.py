@@ -63,7 +63,9 @@ def exclusive(path: str | os.PathLike):
     afterwards: removing it would let two later processes lock two different files). Used by
     :func:`cirlib.train.fit`, so that two chapters executed side by side never train the same
     checkpoint twice: the second waits, then loads what the first saved. Where ``fcntl`` does
-    not exist (Windows) the block runs unlocked.
+    not exist (Windows), or the file system refuses locks (some network and FUSE mounts, such
+    as a mounted Google Drive), the block runs unlocked: one process per checkpoint is then the
+    caller's business, as it was before the lock.
     """
     try:
         import fcntl
@@ -73,7 +75,11 @@ def exclusive(path: str | os.PathLike):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.parent / f".{path.name}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:  # no locks on this file system
+            yield
+            return
         try:
             yield
         finally:
