@@ -19,10 +19,12 @@ _auto_threads = [False]  # setup_notebook chose the thread count from the free c
 def setup_notebook(cfg, threads: int | None = None) -> None:
     """Seed everything, make kernels deterministic, fix the thread count, quiet known noise.
 
-    Also starts the chapter's clock, which :func:`glue_run_time` reads in the last cell."""
+    Threads: ``threads`` if given, else ``$CIRLIB_THREADS`` (:func:`_pinned_threads`), else the
+    free cores, counted again before every training run (:func:`adapt_threads`). Also starts the chapter's clock, which :func:`glue_run_time` reads in the last cell."""
     _started.update(seconds=time.monotonic(), profile=cfg.name)
     seed_everything(cfg.seed)
     deterministic(True)
+    threads = threads or _pinned_threads()
     if threads or cfg.device == "cpu":
         torch.set_num_threads(threads or _free_cores())
     # Chosen from the free cores: adapt_threads() (called by every training run) looks again.
@@ -62,31 +64,33 @@ def _busy_cores(interval: float = 0.3) -> float | None:
     return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / (total1 - total0))
 
 
-THREADS_FILE = "CIRLIB_THREADS_FILE"  # set by a book build that runs chapters side by side
+THREADS = "CIRLIB_THREADS"  # a fixed thread count for every chapter (the book build sets it)
 
 
-def _granted_threads() -> int | None:
-    """The threads a book build grants this chapter, or None outside such a build.
+def _pinned_threads() -> int | None:
+    """The thread count ``$CIRLIB_THREADS`` fixes, or None when it is unset.
 
-    ``tests/notebooks/run_notebooks.py --jobs 2`` executes independent chapters side by side and
-    keeps, in the file named by ``$CIRLIB_THREADS_FILE``, the cores per running chapter (it
-    rewrites it whenever a chapter starts or ends). Reading it at every training run lets the
-    last chapter still running take the cores the others gave back.
+    ``tests/notebooks/run_notebooks.py`` executes independent chapters side by side and sets it
+    to the cores per chapter (1 on a 2-core machine), so that each run's thread count is fixed
+    by the machine and not by which chapters happened to be running at the time: the same seed
+    trained on 1 and on 2 threads ends with different weights (the sums are split differently),
+    and the book's numbers should not depend on the build's timing. Set it yourself to reproduce
+    a build's numbers (the checkpoints record the count: ``cirlib.train.trained_with``).
     """
-    name = os.environ.get(THREADS_FILE)
-    if not name:
+    value = os.environ.get(THREADS, "").strip()
+    if not value:
         return None
-    try:
-        granted = int(Path(name).read_text().strip())
-    except (OSError, ValueError):
-        return None  # unreadable: fall back to counting free cores
-    return max(1, granted)
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(
+            f"{THREADS}={value!r}: give a whole number of CPU threads (1 or more), or unset it "
+            "to let each chapter use the cores that are free"
+        )
+    return int(value)
 
 
 def _free_cores() -> int:
-    """Cores not already busy (at most 4), and no more than a book build grants. On a loaded
-    machine extra torch threads only fight for cores: a small training step was measured 5x
-    slower with 2 threads than with 1."""
+    """Cores not already busy (at most 4). On a loaded machine extra torch threads only fight
+    for cores: a small training step was measured 5x slower with 2 threads than with 1."""
     cores = os.cpu_count() or 1
     busy = _busy_cores()
     if busy is None:
@@ -94,9 +98,7 @@ def _free_cores() -> int:
             busy = os.getloadavg()[0]
         except OSError:
             busy = 0.0
-    free = max(1, min(4, cores - round(busy)))
-    granted = _granted_threads()
-    return free if granted is None else min(free, granted)
+    return max(1, min(4, cores - round(busy)))
 
 
 def adapt_threads() -> int:
@@ -107,8 +109,7 @@ def adapt_threads() -> int:
     fixed once, in its first cell, so a short burst of other work at that moment (measured: a
     few seconds of another process when a chapter started) left a whole chapter of training on
     one thread, about 1.5x slower on the 2-core machine; looking again per run bounds the damage
-    to one run. In a book build that runs chapters side by side it also picks up the build's
-    grant (:func:`_granted_threads`): one core each while two chapters run, both for the last.
+    to one run. Under ``$CIRLIB_THREADS`` (:func:`_pinned_threads`) the count stays fixed.
     """
     if _auto_threads[0]:
         torch.set_num_threads(_free_cores())

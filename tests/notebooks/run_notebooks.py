@@ -14,14 +14,15 @@ nbval re-runs. A chapter fails when
 * any cell raises (papermill writes the notebook with an error banner; it stays in the stage),
 * it takes longer than its budget in ``tests/notebooks/budgets.json``.
 
-Chapters whose prerequisites have run execute side by side (``--jobs``, default 2 for the
-``smoke`` and ``toy`` profiles on a machine with 2 or more cores, 1 for ``paper``, whose chapters
-share one GPU). ``tests/notebooks/needs.json`` says what each chapter needs; a chapter it does
-not list waits for every chapter before it. Of the chapters that may start, the one heading the
-longest remaining chain of budgets starts first, so the long chains never wait at the end. While
-chapters run together, each kernel's training runs use at most its share of the cores (the file
-``$CIRLIB_THREADS_FILE``, rewritten whenever a chapter starts or ends: see
-``cirlib.notebook.adapt_threads``).
+Chapters whose prerequisites have run execute side by side (``--jobs``; by default one per core,
+at most 4, for the ``smoke`` and ``toy`` profiles, and one at a time for ``paper``, whose
+chapters share one GPU). ``tests/notebooks/needs.json`` says what each chapter needs; a chapter
+it does not list waits for every chapter before it. Of the chapters that may start, the one
+heading the longest remaining chain of budgets starts first, so the long chains never wait at
+the end. With more than one job every chapter's kernel gets the same fixed thread count, the
+cores divided by the jobs (``$CIRLIB_THREADS``, unless it is already set): a run's thread count
+changes its rounding and so its numbers, and it must not depend on which chapters happened to
+be running beside it.
 
 The run continues past failures, writes ``book/execution_report.md`` (into the stage only; the
 source tree holds a placeholder) and ``run_report.json`` at the stage root, then exits 1 if any
@@ -50,7 +51,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 BUDGETS_FILE = Path(__file__).with_name("budgets.json")
 NEEDS_FILE = Path(__file__).with_name("needs.json")
-THREADS_FILE = "CIRLIB_THREADS_FILE"  # the variable cirlib.notebook reads
+THREADS = "CIRLIB_THREADS"  # the variable cirlib.notebook.setup_notebook reads
 PROFILES = ("smoke", "toy", "paper")
 STAGED = ("_config.yml", "_toc.yml", "book", "notebooks")
 REPORT_PAGE = Path("book/execution_report.md")
@@ -263,16 +264,6 @@ def chain_seconds(needs: dict, seconds: Callable[[str], float]) -> dict:
     return chain
 
 
-def grant_threads(path: Path | None, running: int, cores: int) -> int:
-    """Write the cores per running chapter to ``path`` (atomically) and return that number."""
-    share = max(1, cores // max(1, running))
-    if path is not None:
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_text(f"{share}\n")
-        os.replace(tmp, path)
-    return share
-
-
 def run_all(
     chapters: list[Path],
     needs: dict,
@@ -280,8 +271,6 @@ def run_all(
     jobs: int,
     run: Callable[[Path], dict],
     pool: futures.Executor,
-    threads_file: Path | None = None,
-    cores: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """Execute ``chapters`` with ``run`` on ``pool``, at most ``jobs`` at a time, each once all
@@ -290,7 +279,6 @@ def run_all(
     may start, the one with the longest ``chain`` goes first. Rows come back in toc order, each
     with ``started`` (seconds after the first start) and ``beside`` (how many chapters ran at
     its start, itself included)."""
-    cores = cores or os.cpu_count() or 1
     log = log or functools.partial(print, flush=True)
     order = {c.stem: i for i, c in enumerate(chapters)}
     by_stem = {c.stem: c for c in chapters}
@@ -302,12 +290,10 @@ def run_all(
         ready.sort(key=lambda s: (-chain[s], order[s]))
         for stem in ready[: max(0, jobs - len(running))]:
             waiting.remove(stem)
-            share = grant_threads(threads_file, len(running) + 1, cores)
             future = pool.submit(run, by_stem[stem])
             running[future] = stem
             rows[stem] = {"started": round(time.monotonic() - t0, 1), "beside": len(running)}
-            grant = f", {share} thread(s) each" if threads_file is not None else ""
-            log(f"[start] {by_stem[stem]} ({len(running)} running{grant})")
+            log(f"[start] {by_stem[stem]} ({len(running)} running)")
         if not running:
             raise RuntimeError(f"chapters {waiting} wait for chapters that never run")
         finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
@@ -326,7 +312,6 @@ def run_all(
                     "message": f"{type(err).__name__}: {err}",
                 }
             rows[stem] = {**result, **rows[stem]}
-            grant_threads(threads_file, len(running), cores)
             row = rows[stem]
             budget = "no budget" if row["budget"] is None else f"budget {row['budget']} s"
             took = "" if row["seconds"] is None else f" in {row['seconds']:.1f} s ({budget})"
@@ -338,21 +323,36 @@ def run_all(
 
 
 def default_jobs(profile: str, cores: int | None = None) -> int:
-    """Two chapters at a time on 2 or more cores; one for ``paper`` (its chapters share a GPU)."""
+    """One chapter per core, at most 4 (no more than 4 chapters are independent of each other);
+    one at a time for ``paper``, whose chapters share a GPU."""
     cores = cores or os.cpu_count() or 1
-    return 1 if profile == "paper" or cores < 2 else 2
+    return 1 if profile == "paper" else max(1, min(4, cores))
+
+
+def chapter_threads(jobs: int, cores: int | None = None) -> int:
+    """The fixed thread count of every chapter when ``jobs`` run side by side."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // jobs)
 
 
 def report_markdown(
-    rows: list[dict], profile: str, seed: int, total: float, stage: Path, jobs: int = 1
+    rows: list[dict],
+    profile: str,
+    seed: int,
+    total: float,
+    stage: Path,
+    jobs: int = 1,
+    threads: int | None = None,
 ) -> str:
     """The execution-report page: one table row per chapter."""
     together = (
         "one at a time"
         if jobs == 1
-        else f"up to {jobs} at a time, sharing the cores (`--jobs {jobs}`; *beside* counts the "
-        "chapters running when it started, itself included)"
+        else f"up to {jobs} at a time (`--jobs {jobs}`; *beside* counts the chapters running "
+        "when it started, itself included)"
     )
+    if threads:
+        together += f", each on {threads} CPU thread(s) (`CIRLIB_THREADS={threads}`)"
     lines = [
         "# Execution report",
         "",
@@ -385,8 +385,8 @@ def report_markdown(
 
 
 class InlineExecutor(futures.Executor):
-    """Run each task when it is submitted, in this process (``--jobs 1``: no worker processes,
-    no threads file, the chapters' kernels choose their threads as they would anywhere)."""
+    """Run each task when it is submitted, in this process (``--jobs 1``: no worker processes;
+    the chapters' kernels choose their threads as they would anywhere)."""
 
     def submit(self, fn, /, *args, **kwargs):
         future = futures.Future()
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jobs",
         type=int,
-        help="chapters executed at once (default: 2 for smoke and toy on 2+ cores, 1 for paper)",
+        help="chapters executed at once (default: one per core, at most 4; 1 for paper)",
     )
     args = parser.parse_args(argv)
 
@@ -434,9 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(f"{NEEDS_FILE.relative_to(REPO)}: {err}")
     chain = chain_seconds(needs, lambda s: budget_seconds(budgets, s, args.profile) or 1.0)
-    threads_file = stage / ".threads" if jobs > 1 else None
-    if threads_file is not None:
-        os.environ[THREADS_FILE] = str(threads_file)  # every chapter's kernel inherits it
+    if jobs > 1 and not os.environ.get(THREADS):
+        os.environ[THREADS] = str(chapter_threads(jobs))  # every chapter's kernel inherits it
+    pinned = os.environ.get(THREADS, "").strip()
+    threads = int(pinned) if pinned.isdigit() else None
     run = functools.partial(
         run_chapter, profile=args.profile, seed=args.seed, stage=stage, budgets=budgets
     )
@@ -447,15 +448,13 @@ def main(argv: list[str] | None = None) -> int:
         pool = InlineExecutor()
     start = time.monotonic()
     with pool:
-        rows = run_all(chapters, needs, chain, jobs, run, pool, threads_file)
+        rows = run_all(chapters, needs, chain, jobs, run, pool)
     total = time.monotonic() - start
 
     failed = [row for row in rows if row["status"] != "ok"]
     page = stage / REPORT_PAGE
     page.parent.mkdir(parents=True, exist_ok=True)
-    if threads_file is not None:
-        threads_file.unlink(missing_ok=True)
-    report_page = report_markdown(rows, args.profile, args.seed, total, stage, jobs)
+    report_page = report_markdown(rows, args.profile, args.seed, total, stage, jobs, threads)
     page.write_text(report_page, encoding="utf-8")
     report = {
         "profile": args.profile,
@@ -463,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "jobs": jobs,
+        "threads_per_chapter": threads,
         "total_seconds": round(total, 1),
         "notebooks": rows,
         "failed": [row["notebook"] for row in failed],

@@ -76,21 +76,17 @@ def test_chain_seconds_is_the_longest_path_to_the_end():
     assert runner.chain_seconds(needs, cost.get) == {"a": 7, "b": 6, "c": 3, "d": 1, "e": 3}
 
 
-def test_grant_is_the_cores_per_running_chapter(tmp_path):
-    path = tmp_path / "threads"
-    assert runner.grant_threads(path, 2, cores=2) == 1 and path.read_text() == "1\n"
-    assert runner.grant_threads(path, 1, cores=2) == 2 and path.read_text() == "2\n"
-    assert runner.grant_threads(path, 3, cores=8) == 2
-    assert runner.grant_threads(path, 0, cores=4) == 4  # nothing running: all of them
-    assert runner.grant_threads(None, 2, cores=2) == 1
-    assert not list(tmp_path.glob("*.part"))
+def test_every_chapter_gets_the_cores_divided_by_the_jobs():
+    assert runner.chapter_threads(2, cores=2) == 1
+    assert runner.chapter_threads(4, cores=8) == 2
+    assert runner.chapter_threads(4, cores=2) == 1  # more jobs than cores: still one each
+    assert runner.chapter_threads(1, cores=2) == 2
 
 
-def _simulate(tmp_path, jobs, needs, chain, seconds, status=None):
-    """Run fake chapters that sleep ``seconds[stem]``; return the rows, the start order, the
-    thread grant each chapter read at its start, and the most chapters running at once."""
-    lock, order, seen, live, peak = threading.Lock(), [], {}, [0], [0]
-    grant = tmp_path / "threads"
+def _simulate(jobs, needs, chain, seconds, status=None):
+    """Run fake chapters that sleep ``seconds[stem]``; return the rows, the start order and the
+    most chapters running at once."""
+    lock, order, live, peak = threading.Lock(), [], [0], [0]
     status = status or {}
 
     def run(rel):
@@ -98,7 +94,6 @@ def _simulate(tmp_path, jobs, needs, chain, seconds, status=None):
             order.append(rel.stem)
             live[0] += 1
             peak[0] = max(peak[0], live[0])
-            seen[rel.stem] = int(grant.read_text())
         time.sleep(seconds[rel.stem])
         with lock:
             live[0] -= 1
@@ -106,17 +101,15 @@ def _simulate(tmp_path, jobs, needs, chain, seconds, status=None):
 
     chapters = [Path(f"notebooks/{s}.ipynb") for s in needs]
     with futures.ThreadPoolExecutor(jobs) as pool:
-        rows = runner.run_all(
-            chapters, needs, chain, jobs, run, pool, grant, cores=2, log=lambda m: None
-        )
-    return rows, order, seen, peak[0]
+        rows = runner.run_all(chapters, needs, chain, jobs, run, pool, log=lambda m: None)
+    return rows, order, peak[0]
 
 
-def test_run_all_respects_needs_and_starts_the_longest_chain_first(tmp_path):
+def test_run_all_respects_needs_and_starts_the_longest_chain_first():
     needs = {"a": [], "b": [], "c": [], "d": ["c"], "e": ["c"], "f": ["d", "e"]}
     chain = runner.chain_seconds(needs, {"a": 1, "b": 1, "c": 3, "d": 5, "e": 1, "f": 1}.get)
     seconds = {"a": 0.05, "b": 0.05, "c": 0.2, "d": 0.3, "e": 0.05, "f": 0.05}
-    rows, order, seen, peak = _simulate(tmp_path, 2, needs, chain, seconds)
+    rows, order, peak = _simulate(2, needs, chain, seconds)
 
     assert [r["chapter"] for r in rows] == list(needs)  # toc order, whatever ran first
     assert all(r["status"] == "ok" for r in rows)
@@ -128,30 +121,28 @@ def test_run_all_respects_needs_and_starts_the_longest_chain_first(tmp_path):
         for need in wanted:
             assert starts[stem] >= ends[need] - 0.02, f"{stem} started before {need} ended"
     assert peak == 2
-    assert seen["c"] == 2  # alone at its start: both cores
-    assert seen["a"] == 1  # beside c
-    assert rows[0]["beside"] == 2 and rows[2]["beside"] == 1
+    assert rows[2]["beside"] == 1 and rows[0]["beside"] == 2  # c alone at its start, a beside it
 
 
-def test_run_all_one_job_is_sequential_and_grants_every_core(tmp_path):
+def test_run_all_one_job_is_sequential():
     needs = {"a": [], "b": [], "c": ["a"]}
     chain = runner.chain_seconds(needs, lambda s: 1.0)
-    rows, order, seen, peak = _simulate(tmp_path, 1, needs, chain, dict.fromkeys(needs, 0.01))
-    assert peak == 1 and set(seen.values()) == {2}
+    rows, order, peak = _simulate(1, needs, chain, dict.fromkeys(needs, 0.01))
+    assert peak == 1
     assert order == ["a", "b", "c"]  # a heads the longer chain (a -> c); then toc order
     assert [r["beside"] for r in rows] == [1, 1, 1]
 
 
-def test_a_failed_chapter_does_not_stop_the_others(tmp_path):
+def test_a_failed_chapter_does_not_stop_the_others():
     needs = {"a": [], "b": ["a"], "c": []}
     chain = runner.chain_seconds(needs, lambda s: 1.0)
     seconds = dict.fromkeys(needs, 0.01)
-    rows, order, _, _ = _simulate(tmp_path, 2, needs, chain, seconds, {"a": "error"})
+    rows, order, _ = _simulate(2, needs, chain, seconds, {"a": "error"})
     assert [r["status"] for r in rows] == ["error", "ok", "ok"]
     assert set(order) == {"a", "b", "c"}
 
 
-def test_a_dead_worker_becomes_an_error_row(tmp_path):
+def test_a_dead_worker_becomes_an_error_row():
     def run(rel):
         if rel.stem == "b":
             raise RuntimeError("worker process died")
@@ -160,9 +151,7 @@ def test_a_dead_worker_becomes_an_error_row(tmp_path):
     chapters = [Path("notebooks/a.ipynb"), Path("notebooks/b.ipynb")]
     needs = {"a": [], "b": []}
     with futures.ThreadPoolExecutor(2) as pool:
-        rows = runner.run_all(
-            chapters, needs, {"a": 1, "b": 1}, 2, run, pool, None, cores=2, log=lambda m: None
-        )
+        rows = runner.run_all(chapters, needs, {"a": 1, "b": 1}, 2, run, pool, log=lambda m: None)
     assert rows[0]["status"] == "ok"
     assert rows[1]["status"] == "error" and "worker process died" in rows[1]["message"]
 
@@ -176,6 +165,19 @@ def test_inline_executor_runs_at_submit_and_keeps_errors():
 
 def test_default_jobs():
     assert runner.default_jobs("toy", cores=2) == 2
-    assert runner.default_jobs("smoke", cores=16) == 2
+    assert runner.default_jobs("smoke", cores=16) == 4
     assert runner.default_jobs("toy", cores=1) == 1
     assert runner.default_jobs("paper", cores=8) == 1
+
+
+def test_report_says_how_the_chapters_ran(tmp_path):
+    rows = [
+        {**_row(Path("notebooks/01_a.ipynb")), "seconds": 10.0, "started": 0.0, "beside": 2},
+        {**_row(Path("notebooks/02_b.ipynb")), "seconds": 5.5, "started": 0.0, "beside": 1},
+    ]
+    page = runner.report_markdown(rows, "toy", 0, 10.2, tmp_path, jobs=2, threads=1)
+    assert "up to 2 at a time" in page and "each on 1 CPU thread(s) (`CIRLIB_THREADS=1`)" in page
+    assert "| 01_a | toy | 0.0 | 10.0 | 2 | ok |" in page
+    assert "Total execution time: 10.2 s (the chapters' own times add up to 15.5 s)." in page
+    alone = runner.report_markdown(rows, "toy", 0, 15.6, tmp_path)
+    assert "one at a time" in alone and "CIRLIB_THREADS" not in alone

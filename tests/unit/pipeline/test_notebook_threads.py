@@ -68,38 +68,39 @@ def test_adapt_threads_counts_again_only_in_automatic_mode(monkeypatch):
         torch.set_num_threads(before)
 
 
-def test_a_book_build_caps_the_free_cores_by_its_grant(monkeypatch, tmp_path):
-    grant = tmp_path / "threads"
-    monkeypatch.setattr(notebook, "_busy_cores", lambda interval=0.3: 0.0)  # an idle machine
-    free = notebook._free_cores()
-    monkeypatch.setenv(notebook.THREADS_FILE, str(grant))
-    assert notebook._granted_threads() is None and notebook._free_cores() == free  # no file yet
-    grant.write_text("1\n")
-    assert notebook._granted_threads() == 1 and notebook._free_cores() == 1
-    grant.write_text("64")  # a grant never adds cores that are not free
-    assert notebook._free_cores() == free
-    grant.write_text("0")
-    assert notebook._granted_threads() == 1
-    grant.write_text("half")  # unreadable: the free cores decide
-    assert notebook._granted_threads() is None and notebook._free_cores() == free
-    monkeypatch.delenv(notebook.THREADS_FILE)
-    grant.write_text("1")
-    assert notebook._granted_threads() is None
+@pytest.mark.parametrize(("value", "pinned"), [(None, None), ("", None), ("1", 1), (" 3 ", 3)])
+def test_cirlib_threads_pins_the_count(monkeypatch, value, pinned):
+    if value is None:
+        monkeypatch.delenv(notebook.THREADS, raising=False)
+    else:
+        monkeypatch.setenv(notebook.THREADS, value)
+    assert notebook._pinned_threads() == pinned
 
 
-def test_adapt_threads_follows_the_grant_between_runs(monkeypatch, tmp_path):
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_a_bad_cirlib_threads_says_what_to_give(monkeypatch, value):
+    monkeypatch.setenv(notebook.THREADS, value)
+    with pytest.raises(ValueError, match="whole number of CPU threads"):
+        notebook._pinned_threads()
+
+
+def test_setup_notebook_keeps_the_pinned_count_for_every_run(monkeypatch):
     import torch
 
+    from cirlib.config import resolve
+
     before = torch.get_num_threads()
-    grant = tmp_path / "threads"
-    monkeypatch.setattr(notebook, "_busy_cores", lambda interval=0.3: 0.0)
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    monkeypatch.setenv(notebook.THREADS_FILE, str(grant))
+    monkeypatch.setattr(notebook, "deterministic", lambda enabled=True: None)
     monkeypatch.setattr(notebook, "_auto_threads", [True])
+    monkeypatch.setattr(notebook, "_busy_cores", lambda interval=0.3: 0.0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)  # four free cores: not what is pinned
+    monkeypatch.setenv(notebook.THREADS, "1")
     try:
-        grant.write_text("2")  # two chapters running on four cores
-        assert notebook.adapt_threads() == 2
-        grant.write_text("4")  # the other chapter ended
-        assert notebook.adapt_threads() == 4
+        notebook.setup_notebook(resolve("smoke"))
+        assert torch.get_num_threads() == 1
+        assert notebook.adapt_threads() == 1  # a training run does not count the cores again
+        monkeypatch.delenv(notebook.THREADS)
+        notebook.setup_notebook(resolve("smoke"))
+        assert torch.get_num_threads() == 4  # unpinned: the free cores
     finally:
         torch.set_num_threads(before)
