@@ -84,7 +84,8 @@ DQE_FASHIONIQ = {
     "dataset": "FashionIQ",
     "protocol": "FashionIQ val, R@10/R@50 per category, averages = plain means over the three "
     "categories; the table does not say which gallery protocol each row used (CoSMo and MGUR "
-    "report with the CoSMo protocol, a smaller gallery without the reference; methods.md §8.2)",
+    "report with the CoSMo protocol, a smaller gallery without the reference, in their released "
+    "evaluation code)",
     "columns": _FIQ_COLUMNS,
     "rows": [
         {"method": name, "backbone": BACKBONES.get(name), **dict(zip(_FIQ_COLUMNS, values))}
