@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from cirlib.distributed import gather, gather_with_grad, is_wrapped
 from cirlib.losses.relaxed_proximity import negative_confidence, relaxed_proximity_loss
 from cirlib.methods.combiner import combiner_queries
 from cirlib.methods.mapnet import TOY_SETTINGS as MAPNET_SETTINGS
@@ -57,6 +58,9 @@ def mgur_rp_loss(
     ``rp_weight`` times the relaxed proximity loss between the same composed queries and the
     frozen targets (one forward pass: the queries MGUR's closure computes are read back with a
     forward hook, so dropout draws and cost are MGUR's own). ``rp_weight=0`` is exactly MGUR.
+    Under ``fit(distributed=True)`` both losses are those of the global batch: RP's :math:`N`
+    is the global batch size, its pairs cross ranks, and every rank computes the one-process loss
+    (:mod:`cirlib.distributed`).
 
     Introduced in chapter "Comparing the methods".
     """
@@ -79,10 +83,10 @@ def mgur_rp_loss(
             handle.remove()
         if not rp_weight:
             return loss
-        t = targets[idx.to(device)]
-        return loss + rp_weight * relaxed_proximity_loss(
-            captured[-1], t, negative_confidence(t, sigma), gamma
-        )
+        q, t = captured[-1], targets[idx.to(device)]
+        if is_wrapped(model):  # fit(distributed=True): RP over the global batch, as MGUR's terms
+            q, t = gather_with_grad(q), gather(t)
+        return loss + rp_weight * relaxed_proximity_loss(q, t, negative_confidence(t, sigma), gamma)
 
     loss_fn.clock = mgur.clock
     return loss_fn

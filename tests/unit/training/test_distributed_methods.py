@@ -1,8 +1,8 @@
 """The method recipes on two CPU processes (gloo) must train like one process on the whole batch.
 
-For MGUR, CaLa, MAPNet and DQE-CIR, one spawn of two ranks runs each recipe's own ``loss_fn`` on
-a DDP-wrapped model, each rank on its half of a global batch, and writes the loss and the
-parameter gradients after DDP's average; the tests compare them with one process computing the
+For MGUR, MGUR + RP, CaLa, MAPNet and DQE-CIR, one spawn of two ranks runs each recipe's own
+``loss_fn`` on a DDP-wrapped model, each rank on its half of a global batch, and writes the loss
+and the parameter gradients after DDP's average; the tests compare them with one process computing the
 same ``loss_fn`` on the whole batch. Dropout is off (masks are drawn per process). Random draws
 that belong to the batch (MGUR's augmenter noise, DQE-CIR's negatives) are made on rank 0, whose
 random stream is the one-process stream, so they are compared exactly too.
@@ -20,6 +20,7 @@ from cirlib.methods.cala import build_cala, cala_loss, train_cala
 from cirlib.methods.dqe import DQESettings, build_model, dqe_loss
 from cirlib.methods.mapnet import build_mapnet, mapnet_loss
 from cirlib.methods.mgur import mgur_loss
+from cirlib.methods.mgur_rp import mgur_rp_loss
 from cirlib.miners import TargetRelativeMiner
 from cirlib.models.combiner import Combiner
 from cirlib.train import fit
@@ -83,8 +84,10 @@ def _case(name):
         noise = 0.0 if name == "mgur-no-noise" else 1.0
         model = Combiner(D, dropout=0.0).double()
         # start_epoch 2 of 4: blend weight exp(-1/2), so both the coarse and the fine term count
-        loss = mgur_loss(f, epochs=4, batches_per_epoch=1, start_epoch=2, noise_scale=noise)
-        return model, loss
+        schedule = dict(epochs=4, batches_per_epoch=1, start_epoch=2)
+        if name == "mgur-rp":  # sigma 1.2 on these random targets: some pairs pulled, some pushed
+            return model, mgur_rp_loss(f, **schedule, sigma=1.2)
+        return model, mgur_loss(f, **schedule, noise_scale=noise)
     f = _features()
     if name.startswith("cala"):
         combination = name.split("-")[1]
@@ -98,7 +101,7 @@ def _case(name):
     raise ValueError(name)
 
 
-CASES = ["mgur", "mgur-no-noise", "cala-additive", "cala-convex", "mapnet", "dqe"]
+CASES = ["mgur", "mgur-no-noise", "mgur-rp", "cala-additive", "cala-convex", "mapnet", "dqe"]
 FIT_CASES = ["mgur", "dqe"]  # whole runs: the epoch clock, the miner's refreshes, Adam
 
 
