@@ -19,12 +19,13 @@ _auto_threads = [False]  # setup_notebook chose the thread count from the free c
 def setup_notebook(cfg, threads: int | None = None) -> None:
     """Seed everything, make kernels deterministic, fix the thread count, quiet known noise.
 
-    Threads: ``threads`` if given, else ``$CIRLIB_THREADS`` (:func:`_pinned_threads`), else the
-    free cores, counted again before every training run (:func:`adapt_threads`). Also starts the chapter's clock, which :func:`glue_run_time` reads in the last cell."""
+    Threads: ``threads`` if given, else ``$CIRLIB_THREADS`` (:func:`pinned_threads`), else the
+    free cores, counted again before every training run (:func:`adapt_threads`). Also starts the
+    chapter's clock, which :func:`glue_run_time` reads in the last cell."""
     _started.update(seconds=time.monotonic(), profile=cfg.name)
     seed_everything(cfg.seed)
     deterministic(True)
-    threads = threads or _pinned_threads()
+    threads = threads or pinned_threads()
     if threads or cfg.device == "cpu":
         torch.set_num_threads(threads or _free_cores())
     # Chosen from the free cores: adapt_threads() (called by every training run) looks again.
@@ -67,7 +68,7 @@ def _busy_cores(interval: float = 0.3) -> float | None:
 THREADS = "CIRLIB_THREADS"  # a fixed thread count for every chapter (the book build sets it)
 
 
-def _pinned_threads() -> int | None:
+def pinned_threads() -> int | None:
     """The thread count ``$CIRLIB_THREADS`` fixes, or None when it is unset.
 
     ``tests/notebooks/run_notebooks.py`` executes independent chapters side by side and sets it
@@ -109,7 +110,7 @@ def adapt_threads() -> int:
     fixed once, in its first cell, so a short burst of other work at that moment (measured: a
     few seconds of another process when a chapter started) left a whole chapter of training on
     one thread, about 1.5x slower on the 2-core machine; looking again per run bounds the damage
-    to one run. Under ``$CIRLIB_THREADS`` (:func:`_pinned_threads`) the count stays fixed.
+    to one run. Under ``$CIRLIB_THREADS`` (:func:`pinned_threads`) the count stays fixed.
     """
     if _auto_threads[0]:
         torch.set_num_threads(_free_cores())

@@ -51,7 +51,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 BUDGETS_FILE = Path(__file__).with_name("budgets.json")
 NEEDS_FILE = Path(__file__).with_name("needs.json")
-THREADS = "CIRLIB_THREADS"  # the variable cirlib.notebook.setup_notebook reads
 PROFILES = ("smoke", "toy", "paper")
 STAGED = ("_config.yml", "_toc.yml", "book", "notebooks")
 REPORT_PAGE = Path("book/execution_report.md")
@@ -420,24 +419,30 @@ def main(argv: list[str] | None = None) -> int:
             names = ", ".join(c.stem for c in toc_notebooks())
             parser.error(f"--only {args.only}: not a chapter of _toc.yml ({names})")
 
-    stage = args.stage.resolve()
-    budgets = json.loads(BUDGETS_FILE.read_text(encoding="utf-8"))
-    make_stage(stage)
-    print(f"Staged the book in {stage}; profile {args.profile}, seed {args.seed}", flush=True)
-
     jobs = args.jobs or default_jobs(args.profile)
     if jobs < 1:
         parser.error(f"--jobs {args.jobs}: give at least 1 (chapters executed at once)")
+    from cirlib.notebook import THREADS, pinned_threads  # torch: only the parent needs it
+
+    if jobs > 1 and not os.environ.get(THREADS, "").strip():
+        os.environ[THREADS] = str(chapter_threads(jobs))  # every chapter's kernel inherits it
+    try:
+        threads = pinned_threads()  # the kernels' own reading, so a bad value stops us here
+    except ValueError as err:
+        parser.error(str(err))
+
+    budgets = json.loads(BUDGETS_FILE.read_text(encoding="utf-8"))
     declared = json.loads(NEEDS_FILE.read_text(encoding="utf-8"))
     try:
         needs = chapter_needs(chapters, declared, toc_notebooks())
     except ValueError as err:
         parser.error(f"{NEEDS_FILE.relative_to(REPO)}: {err}")
     chain = chain_seconds(needs, lambda s: budget_seconds(budgets, s, args.profile) or 1.0)
-    if jobs > 1 and not os.environ.get(THREADS):
-        os.environ[THREADS] = str(chapter_threads(jobs))  # every chapter's kernel inherits it
-    pinned = os.environ.get(THREADS, "").strip()
-    threads = int(pinned) if pinned.isdigit() else None
+
+    # every refusal above comes before the stage is wiped
+    stage = args.stage.resolve()
+    make_stage(stage)
+    print(f"Staged the book in {stage}; profile {args.profile}, seed {args.seed}", flush=True)
     run = functools.partial(
         run_chapter, profile=args.profile, seed=args.seed, stage=stage, budgets=budgets
     )

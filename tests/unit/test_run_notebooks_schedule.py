@@ -181,3 +181,15 @@ def test_report_says_how_the_chapters_ran(tmp_path):
     assert "Total execution time: 10.2 s (the chapters' own times add up to 15.5 s)." in page
     alone = runner.report_markdown(rows, "toy", 0, 15.6, tmp_path)
     assert "one at a time" in alone and "CIRLIB_THREADS" not in alone
+
+
+def test_a_bad_cirlib_threads_is_refused_before_the_stage_is_touched(monkeypatch, tmp_path, capsys):
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    (stage / "keep.txt").write_text("an earlier build")
+    monkeypatch.setenv("CIRLIB_THREADS", "two")
+    with pytest.raises(SystemExit) as exit_:
+        runner.main(["--profile", "smoke", "--stage", str(stage)])
+    assert exit_.value.code == 2
+    assert "whole number of CPU threads" in capsys.readouterr().err
+    assert (stage / "keep.txt").read_text() == "an earlier build"

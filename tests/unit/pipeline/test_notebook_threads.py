@@ -74,14 +74,14 @@ def test_cirlib_threads_pins_the_count(monkeypatch, value, pinned):
         monkeypatch.delenv(notebook.THREADS, raising=False)
     else:
         monkeypatch.setenv(notebook.THREADS, value)
-    assert notebook._pinned_threads() == pinned
+    assert notebook.pinned_threads() == pinned
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
 def test_a_bad_cirlib_threads_says_what_to_give(monkeypatch, value):
     monkeypatch.setenv(notebook.THREADS, value)
     with pytest.raises(ValueError, match="whole number of CPU threads"):
-        notebook._pinned_threads()
+        notebook.pinned_threads()
 
 
 def test_setup_notebook_keeps_the_pinned_count_for_every_run(monkeypatch):
