@@ -11,8 +11,11 @@ An image file is ``(image_root or root) / <relative path>``; pass ``image_root``
 live somewhere else than the annotations. The official splits are ``train``, ``val`` and
 ``test1``; test1 entries carry no ``target_hard``.
 
-The book's offline toy world exports exactly this layout, plus one optional key per caption
-entry, ``"toy": {"valid_targets": [names], "edit_type": str, "granularity": "fine"|"coarse", ...}``:
+The book's offline toy world exports exactly this format (CLIP4Cir's nesting: ``cirr_dataset/cirr/``
+beside ``cirr_dataset/{train,dev,test1}/``; see :mod:`cirlib.data.toyworld.world`), with no extra
+field: its labels and test1 targets live in private files that :func:`cirlib.data.toy.load_toy`
+adds. An optional key per caption entry is still read, for hand-made files,
+``"toy": {"valid_targets": [names], "edit_type": str, "granularity": "fine"|"coarse", ...}``:
 ``valid_targets`` becomes :attr:`Triplet.valid_targets` and the rest goes into :attr:`Triplet.meta`.
 Real CIRR files have no such key.
 

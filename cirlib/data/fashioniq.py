@@ -5,10 +5,11 @@ On-disk layout (the official annotation release plus the CLIP4Cir flat image fol
     <root>/
       captions/cap.<category>.<split>.json        list of {candidate, target, captions: [c1, c2]}
       image_splits/split.<category>.<split>.json  list of image names (ASINs)
-      images/<name>.jpg                           flat folder (the toy export writes .png)
+      images/<name>.jpg                           flat folder (CLIP4Cir's layout)
 
 ``candidate`` is the reference image; test files have no ``target``. The book's toy world exports
-the same layout; like its CIRR export it may add an optional ``"toy"`` key per entry
+the same format (``fashionIQ_dataset/``, ASIN-like names, JPEGs; its labels in private files, see
+:func:`cirlib.data.toy.load_toy_fashioniq`). An optional ``"toy"`` key per entry is still read
 (``valid_targets`` -> :attr:`Triplet.valid_targets`, the rest -> :attr:`Triplet.meta`).
 
 Two evaluation protocols exist (``shared/research/methods.md`` section 8.2), and their numbers
@@ -51,7 +52,7 @@ __all__ = [
 
 FASHIONIQ_CATEGORIES = ("dress", "shirt", "toptee")
 FASHIONIQ_PROTOCOLS = ("clip4cir", "cosmo")
-# Real FashionIQ images are .jpg; the toy export writes .png. A .png wins when both exist.
+# Real FashionIQ images are .jpg; some mirrors hold .png copies. A .png wins when both exist.
 _IMAGE_EXTENSIONS = (".png", ".jpg")
 _DEFAULT_EXTENSION = ".jpg"
 

@@ -12,7 +12,9 @@ from cirlib.data.toyworld.edits import (
 from cirlib.data.toyworld.render import render_scene
 from cirlib.data.toyworld.scene import Obj, Scene, make_scene, random_scene, scene_caption
 from cirlib.data.toyworld.world import (
+    EDIT_FAMILIES,
     FASHIONIQ_CATEGORIES,
+    FASHIONIQ_CATEGORY_OF_FAMILY,
     SPLITS,
     generate_world,
     make_toyworld,
@@ -20,8 +22,10 @@ from cirlib.data.toyworld.world import (
 )
 
 __all__ = [
+    "EDIT_FAMILIES",
     "EDIT_TYPES",
     "FASHIONIQ_CATEGORIES",
+    "FASHIONIQ_CATEGORY_OF_FAMILY",
     "SPLITS",
     "Edit",
     "Obj",

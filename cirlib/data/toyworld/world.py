@@ -1,4 +1,4 @@
-"""Generate the toy world's splits and export them in the real CIRR and FashionIQ layouts.
+"""Generate the toy world's splits and export them in the real CIRR and FashionIQ formats.
 
 A split is made of *groups*, like CIRR's NLVR2 image sets: one reference scene and five edited
 versions of it. Each edited version is the target of one query (reference + text); the six
@@ -6,21 +6,41 @@ images of a group are the query's ``img_set`` for Recall_subset. Because every i
 known, each query also lists **every** gallery image that its text admits (``valid_targets``),
 which real datasets cannot do.
 
-Layout written by :func:`make_toyworld` (the loaders read the same files as for real data)::
+Layout written by :func:`make_toyworld`. The two public folders are the real datasets' layouts
+as CLIP4Cir's loaders read them (``cirr_dataset/`` and ``fashionIQ_dataset/``); everything the
+real releases do not publish (test targets, the toy's labels) lives under ``private/``::
 
-    <world>/images/<name>.png
-    <world>/scenes.json                               name -> list of objects
-    <world>/cirr/captions/cap.rc2.<split>.json        + a "toy" key per entry
-    <world>/cirr/image_splits/split.rc2.<split>.json  name -> "./images/<name>.png" (from <world>)
-    <world>/fashioniq/captions/cap.<cat>.<split>.json
-    <world>/fashioniq/image_splits/split.<cat>.<split>.json
-    <world>/manifest.json                             sizes, seed, counts (written last)
+    <world>/cirr_dataset/cirr/captions/cap.rc2.{train,val,test1}.json
+    <world>/cirr_dataset/cirr/image_splits/split.rc2.{train,val,test1}.json
+                                                name -> "./train/<k>/<name>.png", "./dev/<name>.png",
+                                                "./test1/<name>.png" (relative to cirr_dataset/)
+    <world>/cirr_dataset/{train/<k>,dev,test1}/<name>.png
+    <world>/fashionIQ_dataset/captions/cap.{dress,shirt,toptee}.{train,val,test}.json
+    <world>/fashionIQ_dataset/image_splits/split.{dress,shirt,toptee}.{train,val,test}.json
+    <world>/fashionIQ_dataset/images/<ASIN>.jpg
+    <world>/private/cirr/cap.rc2.test1.targets.json      [{"pairid", "target_hard"}]
+    <world>/private/cirr/toy.rc2.<split>.json            pairid -> the toy's labels
+    <world>/private/fashioniq/cap.<cat>.test.targets.json [{"candidate", "target"}], file order
+    <world>/private/fashioniq/toy.<cat>.<split>.json     the toy's labels, file order
+    <world>/scenes.json                                  toy image name -> list of objects
+    <world>/manifest.json                                sizes, seed, counts (written last)
+
+The toy's split ``test`` is CIRR's ``test1`` (its captions carry no target, as in the real
+release) and FashionIQ's ``test`` (no ``target`` either). The toy's labels are ``valid_targets``,
+``edit_type``, ``granularity``, ``n_results`` and ``edit``; :func:`cirlib.data.toy.load_toy` adds
+them (and the test targets) to what the real loaders read.
+
+FashionIQ's three garment categories become the toy's three edit families, each with its own
+gallery: ``dress`` = colour edits, ``shirt`` = form edits (shape, size), ``toptee`` = layout
+edits (add, remove, move); see :data:`FASHIONIQ_CATEGORY_OF_FAMILY`. FashionIQ image names are
+ASIN-like codes (:func:`asin_of`), its images JPEGs.
 
 Introduced in chapter "The task, the data and the metrics".
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import random
@@ -37,14 +57,24 @@ from cirlib.io import atomic_write_json
 
 SPLITS = ("train", "val", "test")
 GROUP_SIZE = 6  # reference + 5 edited versions, like CIRR's 6-image sets
-# FashionIQ has three garment categories with separate galleries; the toy world's three
-# "categories" are edit families, so each gets its own gallery in the same way.
-FASHIONIQ_CATEGORIES = {
+# The toy world's three edit families. FashionIQ has three garment categories with separate
+# galleries; the export gives each family one category and its own gallery in the same way.
+EDIT_FAMILIES = {
     "colour": ("colour",),
     "form": ("shape", "size"),
     "layout": ("add", "remove", "move"),
 }
-FORMAT_VERSION = 2
+FASHIONIQ_CATEGORY_OF_FAMILY = {"colour": "dress", "form": "shirt", "layout": "toptee"}
+# The name chapter 4 imports: the families, whose galleries follow FashionIQ's protocol.
+FASHIONIQ_CATEGORIES = EDIT_FAMILIES
+# Split names of the real releases for the toy's train/val/test, and CIRR's image folders
+# (NLVR2's: the val images live in dev/; train images in numbered sub-folders).
+CIRR_SPLIT_OF = {"train": "train", "val": "val", "test": "test1"}
+CIRR_IMAGE_FOLDER = {"train": "train", "val": "dev", "test": "test1"}
+CIRR_TRAIN_FOLDER_GROUPS = 100  # groups per numbered train sub-folder
+FASHIONIQ_JPEG_QUALITY = 95
+# 3: the real formats (test1 without targets, dress/shirt/toptee, ASIN-named JPEGs, private/).
+FORMAT_VERSION = 3
 # Extra edited versions of each reference in the val/test galleries (no query of their own):
 # without them the five group members are always the reference's nearest neighbours and an
 # image-only ranking already finds most targets in its top 5. CIRR's galleries are crowded with
@@ -190,67 +220,175 @@ def scene_from_json(objs: list[dict]) -> Scene:
     return make_scene(Obj(**o) for o in objs)
 
 
-def _cirr_entry(q: ToyQuery, rng: random.Random) -> dict:
+def asin_of(name: str) -> str:
+    """A FashionIQ-style image name (10 characters, ``B0`` + 8 of ``[A-Z2-7]``) for a toy image.
+
+    Deterministic: the base32 of the name's SHA-256. :func:`export` checks that no two images of
+    a world share one.
+    """
+    digest = base64.b32encode(hashlib.sha256(name.encode()).digest()).decode()
+    return "B0" + digest[:8]
+
+
+def cirr_relative_path(name: str, split: str) -> str:
+    """Where CIRR keeps image ``name`` of toy split ``split``, relative to ``cirr_dataset/``."""
+    folder = CIRR_IMAGE_FOLDER[split]
+    if split == "train":
+        group = int(name.split("-")[2])
+        folder = f"{folder}/{group // CIRR_TRAIN_FOLDER_GROUPS}"
+    return f"./{folder}/{name}.png"
+
+
+def _toy_labels(q: ToyQuery) -> dict:
+    return {
+        "valid_targets": list(q.valid_targets),
+        "edit_type": q.edit.type,
+        "granularity": q.granularity,
+        "n_results": q.n_results,
+        "edit": edit_to_dict(q.edit),
+    }
+
+
+def _draw_captions(world: dict[str, ToySplit], seed: int) -> dict[str, list[str]]:
+    """Each query's CIRR caption: one of its two texts, drawn as format 2 drew them.
+
+    Format 2 drew once per query for CIRR and once more per query for each FashionIQ family
+    (unused draws); the same sequence keeps every caption of an existing world unchanged.
+    """
+    rng = random.Random(seed + 1)
+    captions = {}
+    for split in world.values():
+        captions[split.name] = [rng.choice(q.texts) for q in split.queries]
+        for types in EDIT_FAMILIES.values():
+            for q in split.queries:
+                if q.edit.type in types:
+                    rng.choice(q.texts)
+    return captions
+
+
+def _cirr_entry(q: ToyQuery, caption: str, with_target: bool) -> dict:
+    """One caption entry with the real file's fields, in its order (test1: no target)."""
+    members = list(q.members)
+    img_set: dict = {
+        "id": int(q.reference.split("-")[2]),
+        "members": members,
+        "reference_rank": members.index(q.reference),
+    }
+    if not with_target:
+        return {
+            "pairid": q.pair_id,
+            "reference": q.reference,
+            "caption": caption,
+            "img_set": img_set,
+        }
+    img_set["target_rank"] = members.index(q.target)
     return {
         "pairid": q.pair_id,
         "reference": q.reference,
         "target_hard": q.target,
-        "caption": rng.choice(q.texts),
-        "img_set": {"id": int(q.reference.split("-")[2]), "members": list(q.members)},
-        "toy": {
-            "valid_targets": list(q.valid_targets),
-            "edit_type": q.edit.type,
-            "granularity": q.granularity,
-            "n_results": q.n_results,
-            "edit": edit_to_dict(q.edit),
-        },
+        "target_soft": {q.target: 1.0},
+        "caption": caption,
+        "img_set": img_set,
     }
 
 
+def _fashioniq_category(split: ToySplit, types: tuple[str, ...]):
+    """The queries of one family and the category's gallery (toy names, split order)."""
+    qs = [q for q in split.queries if q.edit.type in types]
+    groups = {q.reference.rsplit("-", 1)[0] + "-" for q in qs}
+    # every valid target too: a coincidental match can live in another group
+    wanted = {n for q in qs for n in q.valid_targets}
+    names = [n for n in split.scenes if n[: n.rfind("-") + 1] in groups or n in wanted]
+    return qs, names
+
+
 def export(world: dict[str, ToySplit], out: Path, seed: int, image_size: int) -> None:
-    rng = random.Random(seed + 1)
-    images = out / "images"
-    images.mkdir(parents=True, exist_ok=True)
+    """Write ``world`` under ``out`` in the layout of the module docstring."""
+    cirr_root = out / "cirr_dataset"
+    fiq_root = out / "fashionIQ_dataset"
+    private = out / "private"
+    asins: dict[str, str] = {}
+    for split in world.values():
+        for name in split.scenes:
+            asins[name] = asin_of(name)
+    if len(set(asins.values())) != len(asins):
+        raise RuntimeError("two toy images share an ASIN-like name; change asin_of")
+
     all_scenes = {}
+    folders: set[Path] = set()
     for split in world.values():
         for name, scene in split.scenes.items():
-            render_scene(scene, image_size).save(images / f"{name}.png")
+            image = render_scene(scene, image_size)
+            path = cirr_root / cirr_relative_path(name, split.name)
+            if path.parent not in folders:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                folders.add(path.parent)
+            image.save(path)
+            jpeg = fiq_root / "images" / f"{asins[name]}.jpg"
+            if jpeg.parent not in folders:
+                jpeg.parent.mkdir(parents=True, exist_ok=True)
+                folders.add(jpeg.parent)
+            image.convert("RGB").save(jpeg, quality=FASHIONIQ_JPEG_QUALITY)
             all_scenes[name] = _scene_to_json(scene)
     atomic_write_json(out / "scenes.json", all_scenes)
 
+    captions = _draw_captions(world, seed)
     for split in world.values():
-        cirr_name = split.name
+        cirr_name = CIRR_SPLIT_OF[split.name]
+        public = split.name != "test"
         atomic_write_json(
-            out / "cirr" / "captions" / f"cap.rc2.{cirr_name}.json",
-            [_cirr_entry(q, rng) for q in split.queries],
+            cirr_root / "cirr" / "captions" / f"cap.rc2.{cirr_name}.json",
+            [_cirr_entry(q, c, public) for q, c in zip(split.queries, captions[split.name])],
             indent=1,
         )
         atomic_write_json(
-            out / "cirr" / "image_splits" / f"split.rc2.{cirr_name}.json",
-            {n: f"./images/{n}.png" for n in split.scenes},
+            cirr_root / "cirr" / "image_splits" / f"split.rc2.{cirr_name}.json",
+            {n: cirr_relative_path(n, split.name) for n in split.scenes},
             indent=1,
         )
-        for cat, types in FASHIONIQ_CATEGORIES.items():
-            qs = [q for q in split.queries if q.edit.type in types]
-            entries = [
-                {
-                    "candidate": q.reference,
-                    "target": q.target,
-                    "captions": list(q.texts),
-                    "toy": _cirr_entry(q, rng)["toy"],
+        atomic_write_json(
+            private / "cirr" / f"toy.rc2.{cirr_name}.json",
+            {str(q.pair_id): _toy_labels(q) for q in split.queries},
+            indent=1,
+        )
+        if not public:
+            atomic_write_json(
+                private / "cirr" / f"cap.rc2.{cirr_name}.targets.json",
+                [{"pairid": q.pair_id, "target_hard": q.target} for q in split.queries],
+                indent=1,
+            )
+        for family, types in EDIT_FAMILIES.items():
+            cat = FASHIONIQ_CATEGORY_OF_FAMILY[family]
+            qs, names = _fashioniq_category(split, types)
+            entries = []
+            for q in qs:
+                entry = {"target": asins[q.target]} if public else {}
+                entry |= {"candidate": asins[q.reference], "captions": list(q.texts)}
+                entries.append(entry)
+            atomic_write_json(
+                fiq_root / "captions" / f"cap.{cat}.{split.name}.json", entries, indent=1
+            )
+            atomic_write_json(
+                fiq_root / "image_splits" / f"split.{cat}.{split.name}.json",
+                [asins[n] for n in names],
+            )
+            labels = [
+                _toy_labels(q)
+                | {
+                    "valid_targets": [asins[n] for n in q.valid_targets],
+                    "toy_names": {"candidate": q.reference, "target": q.target},
                 }
                 for q in qs
             ]
-            groups = {q.reference.rsplit("-", 1)[0] + "-" for q in qs}
-            # every valid target too: a coincidental match can live in another group
-            wanted = {n for q in qs for n in q.valid_targets}
-            names = [n for n in split.scenes if n[: n.rfind("-") + 1] in groups or n in wanted]
             atomic_write_json(
-                out / "fashioniq" / "captions" / f"cap.{cat}.{split.name}.json", entries, indent=1
+                private / "fashioniq" / f"toy.{cat}.{split.name}.json", labels, indent=1
             )
-            atomic_write_json(
-                out / "fashioniq" / "image_splits" / f"split.{cat}.{split.name}.json", names
-            )
+            if not public:
+                atomic_write_json(
+                    private / "fashioniq" / f"cap.{cat}.{split.name}.targets.json",
+                    [{"candidate": asins[q.reference], "target": asins[q.target]} for q in qs],
+                    indent=1,
+                )
 
 
 def world_fingerprint(groups: dict[str, int], seed: int, image_size: int) -> str:
