@@ -15,13 +15,19 @@ from cirlib.eval.recall import (
     multi_target_recall,
     recall_at_k,
 )
-from cirlib.eval.submission import CIRRSubmission, read_cirr_submission, write_cirr_submission
+from cirlib.eval.submission import (
+    CIRRSubmission,
+    cirr_submission_from_scores,
+    read_cirr_submission,
+    write_cirr_submission,
+)
 
 __all__ = [
     "CIRRSubmission",
     "FASHIONIQ_PROTOCOLS",
     "best_valid_ranks",
     "cirr_metrics",
+    "cirr_submission_from_scores",
     "evaluation_ranks",
     "fashioniq_category_recall",
     "fashioniq_summary",
