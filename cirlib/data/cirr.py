@@ -40,10 +40,14 @@ _SETUP_HINT = (
     '(book/setup.md, section "Preparing a dataset")'
 )
 _FIX_HINT = (
-    "the file is damaged or not in the CIRR rc2 format: re-export it "
-    "(`python data_scripts/make_toyworld.py --profile toy`) or restore the original CIRR file "
-    "and install it again with `python data_scripts/prepare_cirr.py <downloaded folder> --force` "
-    '(book/setup.md, section "Preparing a dataset")'
+    "the file is damaged or not in the CIRR rc2 format. In a toy world (a folder toyworld-<id> "
+    "under $CIRLIB_DATA_DIR/toyworld), delete that folder and run `python "
+    "data_scripts/make_toyworld.py --profile toy` again (it reuses a finished world, so running "
+    "it without deleting the folder keeps the damaged file); for real CIRR, restore the file from "
+    "the release, check the download with `python data_scripts/prepare_cirr.py <downloaded "
+    "folder> --check` (it runs these same checks) and install it again with `python "
+    'data_scripts/prepare_cirr.py <downloaded folder> --force` (book/setup.md, section "Preparing '
+    'a dataset")'
 )
 
 

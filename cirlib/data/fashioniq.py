@@ -67,10 +67,14 @@ _MISSING_HINT = (
     '--check` (book/setup.md, section "Preparing a dataset")'
 )
 _FIX_HINT = (
-    "the file is damaged or not in the FashionIQ format: re-export it "
-    "(`python data_scripts/make_toyworld.py --profile toy`) or restore the original FashionIQ "
-    "file and install it again with `python data_scripts/prepare_fashioniq.py <downloaded "
-    'folder> --force` (book/setup.md, section "Preparing a dataset")'
+    "the file is damaged or not in the FashionIQ format. In a toy world (a folder toyworld-<id> "
+    "under $CIRLIB_DATA_DIR/toyworld), delete that folder and run `python "
+    "data_scripts/make_toyworld.py --profile toy` again (it reuses a finished world, so running "
+    "it without deleting the folder keeps the damaged file); for real FashionIQ, restore the file "
+    "from the release, check the download with `python data_scripts/prepare_fashioniq.py "
+    "<downloaded folder> --check` (it runs these same checks) and install it again with `python "
+    "data_scripts/prepare_fashioniq.py <downloaded folder> --force` (book/setup.md, section "
+    '"Preparing a dataset")'
 )
 
 
