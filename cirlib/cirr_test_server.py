@@ -10,6 +10,7 @@ the CIRR paper (Liu et al., 2021):
 * every test1 query has a list: 50 distinct image names for ``recall`` (the reference removed),
   3 distinct names for ``recall_subset``, taken from the query's ``img_set.members`` other than
   the reference;
+* a file is at most 5 MB;
 * Recall@K (K = 1, 5, 10, 50) is the percentage of queries whose target is among the first K
   names of their list; Recall_subset@K (K = 1, 2, 3) the same on the subset lists.
 
@@ -28,6 +29,7 @@ __all__ = ["RECALL_KS", "SUBSET_KS", "SubmissionRejected", "score_submission"]
 
 VERSION = "rc2"
 LIST_LENGTH = {"recall": 50, "recall_subset": 3}
+MAX_BYTES = 5_000_000  # "Maximum 5MB", read strictly
 RECALL_KS = (1, 5, 10, 50)
 SUBSET_KS = (1, 2, 3)
 
@@ -60,6 +62,8 @@ def _targets(targets_file: Path) -> dict[str, str]:
 
 
 def _predictions(path: Path, metric: str, queries, gallery: set[str] | None) -> dict[str, list]:
+    if path.stat().st_size > MAX_BYTES:
+        raise SubmissionRejected(f"{path}: {path.stat().st_size} bytes, over the 5 MB limit")
     doc = _read(path)
     if not isinstance(doc, dict):
         raise SubmissionRejected(f"{path}: the file must hold one JSON object")

@@ -555,6 +555,15 @@ def test_fashioniq_check_runs_the_loader_checks(tmp_path, data_dir, capsys, case
     assert not (data_dir / "fashioniq").exists() and _leftovers(data_dir) == []
 
 
+def test_shoes_check_runs_the_loader_checks(tmp_path, data_dir, capsys):
+    src = tmp_path / "shoes"
+    _write_shoes(src)
+    captions = src / "dataset" / "relative_captions_shoes.json"
+    _json_edit(captions, lambda e: [{k: v for k, v in e[0].items() if k != "RelativeCaption"}])
+    code, out, err = run(capsys, "shoes", src, "--check")
+    assert code == 1 and f"{captions}: entry 0, field 'RelativeCaption': missing" in err, out
+
+
 def test_check_passes_what_install_accepts(tmp_path, data_dir, capsys):
     src = _write_cirr(tmp_path / "download")
     code, out, _ = run(capsys, "cirr", src, "--check")

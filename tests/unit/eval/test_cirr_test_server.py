@@ -128,6 +128,15 @@ def test_rules_refuse_bad_files(files, metric, lists, doc_change, message):
         )
 
 
+def test_files_over_5_mb_are_refused(files):
+    doc = json.dumps({"version": "rc2", "metric": "recall", **RECALL})
+    (files / "big.json").write_text(doc + " " * (5_000_001 - len(doc)))
+    with pytest.raises(SubmissionRejected, match="over the 5 MB limit"):
+        score_submission(files / "caps.json", files / "targets.json", files / "big.json")
+    (files / "big.json").write_text(doc + " " * (5_000_000 - len(doc)))
+    assert score_submission(files / "caps.json", files / "targets.json", files / "big.json")
+
+
 def test_targets_of_another_split_are_refused(files):
     (files / "other.json").write_text(json.dumps([{"pairid": 1, "target_hard": "a1"}]))
     recall = _write(files / "r.json", "recall", RECALL)
