@@ -4,8 +4,8 @@ r"""The mapping network of zero-shot textual inversion: frozen image feature -> 
           \qquad \hat x = x / \lVert x \rVert,
 
 an MLP from the encoder's image feature :math:`x \in \mathbb{R}^{D}` to a vector of the text
-tower's word-embedding space :math:`\mathbb{R}^{W}`, with ReLU :math:`\sigma` and dropout after
-every hidden layer. Pic2Word (Saito et al., 2023) trains it contrastively on images alone
+tower's word-embedding space :math:`\mathbb{R}^{W}`, with activation :math:`\sigma` (ReLU, or
+GELU as in SEARLE's released network) and dropout after every hidden layer. Pic2Word (Saito et al., 2023) trains it contrastively on images alone
 (:mod:`cirlib.zeroshot.pic2word`); SEARLE (Baldrati et al., 2023) distils per-image optimised
 pseudo-words into it (:mod:`cirlib.zeroshot.searle`). The input is L2-normalised first because
 the cached features are not, and only their direction carries meaning for a CLIP encoder.
@@ -35,6 +35,7 @@ class PseudoWordMapper(nn.Module):
         Number of hidden layers (at least 1).
     dropout : float
         Dropout after every hidden activation.
+    activation : {"relu", "gelu"}
     """
 
     def __init__(
@@ -44,15 +45,19 @@ class PseudoWordMapper(nn.Module):
         hidden: int | None = None,
         hidden_layers: int = 2,
         dropout: float = 0.1,
+        activation: str = "relu",
     ):
         super().__init__()
         if hidden_layers < 1:
             raise ValueError(f"hidden_layers must be at least 1, got {hidden_layers}")
+        acts = {"relu": nn.ReLU, "gelu": nn.GELU}
+        if activation not in acts:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(acts)}")
         hidden = 4 * feature_dim if hidden is None else hidden
         layers: list[nn.Module] = []
         width = feature_dim
         for _ in range(hidden_layers):
-            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(width, hidden), acts[activation](), nn.Dropout(dropout)]
             width = hidden
         layers.append(nn.Linear(width, word_dim))
         self.net = nn.Sequential(*layers)
