@@ -181,3 +181,16 @@ def test_evaluate_reports_map_for_splits_with_valid_targets():
         {},
     )
     assert not any(k.startswith("mAP") for k in evaluate(queries, features, plain)["all"])
+
+
+def test_gallery_shorter_than_the_cut_off():
+    # 4 images, reference removed: 3 ranked, padded to K = 10; AP@10 still follows the loop
+    q = torch.tensor([[4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
+    g = torch.eye(4)
+    valid, exclude = [[1, 3], [0]], [0, 3]
+    got = mean_average_precision_at_k(q, g, valid, exclude, ks=(2, 10))
+    # query 0: ranking 1 2 3 -> hits at 1 and 3: (1 + 2/3) / 2; AP@2 = 1 / 2
+    # query 1: ranking 2 1 0 -> hit at 3: (1/3) / 1; AP@2 = 0
+    assert got["mAP@10"] == pytest.approx(100 * ((1 + 2 / 3) / 2 + 1 / 3) / 2)
+    assert got["mAP@2"] == pytest.approx(100 * (0.5 + 0) / 2)
+    assert got == pytest.approx(_brute_map(q.tolist(), valid, exclude, None, (2, 10)))
