@@ -1,8 +1,9 @@
 """Evaluate composed queries on a split: every metric of the book in one call, with breakdowns.
 
 ``evaluate(queries, features, split)`` normalises the gallery, then reports CIRR's Recall@K
-(reference removed), Recall_subset@K when the split has image sets, multi-target recall when it
-lists valid targets (the toy world), and the same numbers per value of a ``Triplet.meta`` key
+(reference removed), Recall_subset@K when the split has image sets, multi-target recall and
+mAP@K over all valid targets when it lists them (the toy world), and the same numbers per value
+of a ``Triplet.meta`` key
 (edit type, coarse vs fine). Introduced in chapter "The task, the data and the metrics".
 """
 
