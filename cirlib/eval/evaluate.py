@@ -3,8 +3,8 @@
 ``evaluate(queries, features, split)`` normalises the gallery, then reports CIRR's Recall@K
 (reference removed), Recall_subset@K when the split has image sets, multi-target recall and
 mAP@K over all valid targets when it lists them (the toy world), and the same numbers per value
-of a ``Triplet.meta`` key
-(edit type, coarse vs fine). Introduced in chapter "The task, the data and the metrics".
+of a ``Triplet.meta`` key (edit type, coarse vs fine). Introduced in chapter "The task, the
+data and the metrics".
 """
 
 from __future__ import annotations
