@@ -36,6 +36,7 @@ from cirlib.train import FitResult, fit
 from cirlib.zeroshot.frozen import frozen
 from cirlib.zeroshot.mapping_network import PseudoWordMapper
 from cirlib.zeroshot.queries import IMAGE_TEMPLATE, PLACEHOLDER
+from cirlib.zeroshot.tensor_digest import tensor_digest
 
 __all__ = ["pic2word_loss", "pseudo_word_contrastive_loss", "train_pic2word"]
 
@@ -138,6 +139,7 @@ def train_pic2word(
         "dropout": dropout,
         "weight_decay": weight_decay,
         "n_images": len(image_features),
+        "images": tensor_digest(image_features),
     }
     with frozen(encoder):
         return fit(

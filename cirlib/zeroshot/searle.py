@@ -24,6 +24,7 @@ import torch
 from cirlib.losses.nt_xent import nt_xent_loss
 from cirlib.train import FitResult, fit
 from cirlib.zeroshot.mapping_network import PseudoWordMapper
+from cirlib.zeroshot.tensor_digest import tensor_digest
 
 __all__ = ["SEARLE_TEMPERATURE", "distillation_loss", "train_searle_phi"]
 
@@ -89,6 +90,8 @@ def train_searle_phi(
         "weight_decay": weight_decay,
         "optimizer": "adamw",
         "n_images": len(image_features),
+        "images": tensor_digest(image_features),
+        "pseudo_words": tensor_digest(pseudo_words),
     }
     return fit(
         phi,

@@ -106,8 +106,12 @@ def test_training_on_images_alone_lowers_the_loss_and_leaves_the_encoder(toy, tm
             batch_size=16,
             lr=3e-3,
             checkpoint=ckpt,
-            template="* , *".replace(" , *", ""),
             encoder_name="another",
+        )
+    # as do other images of the same number
+    with pytest.raises(ValueError, match="other settings"):
+        train_pic2word(
+            images.flip(0), model, tokenizer, epochs=6, batch_size=16, lr=3e-3, checkpoint=ckpt
         )
 
 

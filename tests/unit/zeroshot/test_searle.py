@@ -69,3 +69,14 @@ def test_distillation_learns_the_pseudo_words():
     assert end < 0.8 * start
     with pytest.raises(ValueError, match="rows must align"):
         distillation_loss(images, pseudo[:3])
+
+
+def test_tensor_digest_tells_contents_apart():
+    from cirlib.zeroshot.tensor_digest import tensor_digest
+
+    x = torch.arange(6.0).reshape(2, 3)
+    assert tensor_digest(x) == tensor_digest(x.clone())
+    assert tensor_digest(x) != tensor_digest(x.flip(0))
+    assert tensor_digest(x) != tensor_digest(x.reshape(3, 2))  # same bytes, other shape
+    assert tensor_digest(x) != tensor_digest(x.double())
+    assert tensor_digest(x.T) == tensor_digest(x.T.contiguous())
