@@ -1,5 +1,11 @@
-"""Evaluation: exact chunked rankings, Recall@K (CIRR, FashionIQ, multi-target), CIRR uploads."""
+"""Evaluation: exact chunked rankings, Recall@K (CIRR, FashionIQ, multi-target), mAP@K over
+all valid targets (CIRCO), CIRR uploads."""
 
+from cirlib.eval.average_precision import (
+    CIRCO_KS,
+    average_precision_at_k,
+    mean_average_precision_at_k,
+)
 from cirlib.eval.ranking import (
     best_valid_ranks,
     evaluation_ranks,
@@ -23,14 +29,17 @@ from cirlib.eval.submission import (
 )
 
 __all__ = [
+    "CIRCO_KS",
     "CIRRSubmission",
     "FASHIONIQ_PROTOCOLS",
+    "average_precision_at_k",
     "best_valid_ranks",
     "cirr_metrics",
     "cirr_submission_from_scores",
     "evaluation_ranks",
     "fashioniq_category_recall",
     "fashioniq_summary",
+    "mean_average_precision_at_k",
     "multi_target_recall",
     "read_cirr_submission",
     "recall_at_k",

@@ -599,6 +599,32 @@ def best_valid_ranks(
         )["mR"]
 
 
+def _block_topk(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``k`` columns of each row of ``block`` in (score descending, column ascending)
+    order: the stable sort's prefix, without sorting the whole row.
+
+    ``torch.topk`` selects in O(width) but returns ties in no defined order and may pick any of
+    the items tied with the k-th score. Only rows whose (k+1)-th score equals their k-th can have
+    such a tie straddle the cut; those rows are sorted stably. The kept columns are then put in
+    column order before a stable sort by score, so ties come out by ascending column.
+    """
+    width = block.shape[1]
+    if k >= width:
+        order = torch.sort(block, dim=1, descending=True, stable=True).indices
+        return block.gather(1, order), order
+    values, cols = block.topk(k + 1, dim=1)
+    straddles = values[:, k] == values[:, k - 1]
+    values, cols = values[:, :k], cols[:, :k]
+    if straddles.any():
+        rows = straddles.nonzero()[:, 0]
+        srt = torch.sort(block[rows], dim=1, descending=True, stable=True)
+        values[rows], cols[rows] = srt.values[:, :k], srt.indices[:, :k]
+    by_col = cols.argsort(dim=1)
+    values, cols = values.gather(1, by_col), cols.gather(1, by_col)
+    order = torch.sort(values, dim=1, descending=True, stable=True).indices
+    return values.gather(1, order), cols.gather(1, order)
+
+
 def topk(
     queries: torch.Tensor,
     gallery: torch.Tensor,
@@ -649,16 +675,19 @@ def topk(
             best_i = torch.empty((q1 - q0, 0), dtype=torch.long, device=queries.device)
             for g0, g1 in _spans(m, gallery_chunk):
                 block = _score_block(queries, gallery, slice(q0, q1), slice(g0, g1), check)
-                j = torch.arange(g0, g1, device=queries.device).expand(q1 - q0, -1)
                 if exclude is not None:
                     # Scores are checked finite, so -inf sorts the excluded item after every
                     # real one; k <= m - 1 then guarantees it never survives the final cut.
-                    block = block.masked_fill(j == exclude[q0:q1, None], float("-inf"))
+                    # The block is a fresh product: write the -inf in place, one per row at most.
+                    e = exclude[q0:q1]
+                    rows = ((e >= g0) & (e < g1)).nonzero()[:, 0]
+                    block[rows, e[rows] - g0] = float("-inf")
                 # Merge invariant: the kept entries precede the new block and all have lower
                 # indices, and are already in (score desc, index asc) order; a *stable* sort
                 # of the concatenation therefore keeps lower indices first among ties.
-                cat_s = torch.cat([best_s, block], dim=1)
-                cat_i = torch.cat([best_i, j], dim=1)
+                s, i = _block_topk(block, min(k, g1 - g0))
+                cat_s = torch.cat([best_s, s], dim=1)
+                cat_i = torch.cat([best_i, i + g0], dim=1)
                 order = torch.sort(cat_s, dim=1, descending=True, stable=True).indices[:, :k]
                 best_s = cat_s.gather(1, order)
                 best_i = cat_i.gather(1, order)
