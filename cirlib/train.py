@@ -32,6 +32,7 @@ import torch
 
 from cirlib.io import atomic_torch_save, exclusive
 from cirlib.progress import progress
+from cirlib.threads import recount_threads
 
 
 class NonFiniteLossError(RuntimeError):
@@ -186,9 +187,7 @@ def fit(
     """
     device = torch.device(device)
     if device.type == "cpu":
-        from cirlib.notebook import adapt_threads
-
-        adapt_threads()  # a chapter's free cores, counted again for this run
+        recount_threads()  # a chapter's free cores, counted again for this run
     model.to(device)
     segment = _environment(device)
     fingerprint = settings_fingerprint(

@@ -15,8 +15,8 @@ from pathlib import Path
 from cirlib.data.cirr import load_cirr
 from cirlib.data.fashioniq import load_fashioniq
 from cirlib.data.records import CIRSplit, DatasetError, Triplet
-from cirlib.data.toyworld.world import generate_split, make_toyworld, scene_from_json
 from cirlib.paths import subdir
+from cirlib.toyworld.world import generate_split, make_toyworld, scene_from_json
 
 
 def prepare_toyworld(cfg) -> Path:

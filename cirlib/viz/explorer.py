@@ -30,13 +30,13 @@ from matplotlib.colors import TwoSlopeNorm
 
 from cirlib.data.features import SplitFeatures
 from cirlib.data.records import CIRSplit
-from cirlib.data.toyworld.edits import Edit, edit_results, is_valid_target
-from cirlib.data.toyworld.render import render_array, render_scene
-from cirlib.data.toyworld.scene import CELLS, Scene, scene_caption
 from cirlib.eval.ranking import topk
 from cirlib.losses.multi_schema_interaction import schema_assignment
 from cirlib.models import backbone
 from cirlib.registry import get_method
+from cirlib.toyworld.edits import Edit, edit_results, is_valid_target
+from cirlib.toyworld.render import render_array, render_scene
+from cirlib.toyworld.scene import CELLS, Scene, scene_caption
 from cirlib.viz.gallery import PLAIN, TARGET, _frame
 from cirlib.viz.toy_parse import ToyParseError, parse_edit, parse_scene
 
@@ -157,7 +157,7 @@ def valid_gallery_rows(
     scenes: dict[str, Scene], gallery: list[str], reference: Scene, edit: Edit
 ) -> list[int]:
     """Gallery rows whose scene follows from ``reference`` by ``edit`` (the toy world's
-    :func:`~cirlib.data.toyworld.edits.is_valid_target`), the reference itself excluded."""
+    :func:`~cirlib.toyworld.edits.is_valid_target`), the reference itself excluded."""
     return [
         i
         for i, name in enumerate(gallery)
