@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from cirlib.distributed import (
     broadcast,
+    broadcast_object,
     call_in_forward,
     gather,
     gather_with_grad,
@@ -39,7 +40,7 @@ from cirlib.losses import (
     target_relative_distribution,
 )
 from cirlib.methods.spec import MethodSpec
-from cirlib.miners import TargetRelativeMiner
+from cirlib.miners import Miner, TargetRelativeMiner
 from cirlib.models.attributes import ATTRIBUTES, AttributeWeightedCombiner
 from cirlib.train import TrainingRun
 
@@ -194,7 +195,7 @@ def dqe_gallery(model: AttributeWeightedCombiner, features, batch_size: int = 40
     return torch.cat(out)
 
 
-def refresh_miner(model, miner: TargetRelativeMiner, features, epoch: int) -> None:
+def refresh_miner(model, miner: Miner, features, epoch: int) -> None:
     """Re-encode the training queries and gallery with the current model and re-mine.
 
     Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
@@ -210,29 +211,24 @@ def refresh_miner(model, miner: TargetRelativeMiner, features, epoch: int) -> No
         model.train(was_training)
 
 
-def _refresh(model, miner: TargetRelativeMiner, features, epoch: int) -> None:
-    """:func:`refresh_miner`; under DDP on rank 0 only, its pools then sent to every rank.
+def _refresh(model, miner: Miner, features, epoch: int) -> None:
+    """:func:`refresh_miner`; under DDP on rank 0 only, its state then loaded by every rank.
 
     Every rank holds the same weights, so one encoding of the training set suffices, and the
-    ranks cannot disagree about the pools even where two GPUs would round differently.
+    ranks cannot disagree about the negatives even where two GPUs would round differently.
     """
     if not is_wrapped(model):
         refresh_miner(model, miner, features, epoch)
         return
-    if torch.distributed.get_rank() == 0:
+    rank = torch.distributed.get_rank()
+    if rank == 0:
         refresh_miner(unwrap(model), miner, features, epoch)
-        pool, length = miner.pool, miner.pool_length
-    else:
-        n = len(miner.target_index)
-        pool = torch.empty(n, miner.pool_size, dtype=torch.long)
-        length = torch.empty(n, dtype=torch.long)
-    pool, length = broadcast(pool), broadcast(length)
-    if torch.distributed.get_rank() != 0:
-        miner.pool, miner.pool_length = pool, length
-        miner.refreshed_at.append(epoch)
+    state = broadcast_object(miner.state_dict() if rank == 0 else None)
+    if rank != 0:
+        miner.load_state_dict(state)
 
 
-def _sample_negatives(miner: TargetRelativeMiner, idx: torch.Tensor, k: int, wrapped: bool):
+def _sample_negatives(miner: Miner, idx: torch.Tensor, k: int, wrapped: bool):
     """``[b, k]`` negatives of this rank's queries ``idx``; under DDP drawn once for the global
     batch.
 
@@ -254,7 +250,7 @@ def _sample_negatives(miner: TargetRelativeMiner, idx: torch.Tensor, k: int, wra
 
 def dqe_loss(
     features,
-    miner: TargetRelativeMiner | None,
+    miner: Miner | None,
     settings: DQESettings,
     *,
     gates: torch.Tensor | None = None,

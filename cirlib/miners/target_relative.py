@@ -150,9 +150,10 @@ class TargetRelativeMiner:
     seed : seeds the candidate and pool draws; refresh ``e`` uses ``seed`` and ``e`` only, so a
         run that restarts at epoch ``e`` draws what an uninterrupted one would.
 
+    Implements the :class:`~cirlib.miners.Miner` protocol: ``due(epoch)``;
     ``refresh(queries, gallery, epoch)`` takes the current query ``[Q, E]`` and gallery
     ``[N, E]`` embeddings (score = dot product); ``sample(idx, k)`` draws ``k`` negatives per
-    query. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+    query; ``state_dict()`` / ``load_state_dict(state)`` carry the pools between processes. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
 
     target_index: torch.Tensor
@@ -239,6 +240,20 @@ class TargetRelativeMiner:
         self.pool = torch.cat(pools)
         self.pool_length = torch.cat(lengths)
         self.refreshed_at.append(epoch)
+
+    def state_dict(self) -> dict:
+        """What :meth:`sample` and :meth:`due` read: the pools, their lengths and the epochs of
+        the refreshes so far (the :class:`~cirlib.miners.Miner` protocol)."""
+        return {
+            "pool": self.pool,
+            "pool_length": self.pool_length,
+            "refreshed_at": list(self.refreshed_at),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take over another miner's pools (e.g. rank 0's, under several processes)."""
+        self.pool, self.pool_length = state["pool"], state["pool_length"]
+        self.refreshed_at = list(state["refreshed_at"])
 
     def sample(
         self, idx: torch.Tensor, k: int, generator: torch.Generator | None = None
