@@ -3,6 +3,8 @@ augmented targets."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from cirlib.losses.batch_classification import batch_classification_loss
@@ -40,7 +42,11 @@ def feature_spread(features: torch.Tensor) -> torch.Tensor:
 
 
 def uncertainty_regularisation_loss(
-    queries: torch.Tensor, augmented_targets: torch.Tensor, scale: float
+    queries: torch.Tensor,
+    augmented_targets: torch.Tensor,
+    scale: float,
+    *,
+    similarity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     r"""MGUR's coarse-grained term: the batch classification loss against jittered targets,
     weighted by their spread.
@@ -61,8 +67,9 @@ def uncertainty_regularisation_loss(
     queries : ``[B, D]`` composed queries.
     augmented_targets : ``[B, D]`` output of :func:`cirlib.models.augmenter.gaussian_feature_augment`.
     scale : logit scale :math:`s_\ell` applied to ``queries @ augmented_targets.T``.
+    similarity : replaces the dot product (see :func:`batch_classification_loss`).
 
     Introduced in chapter "MGUR: multi-grained uncertainty regularisation".
     """
-    matching = batch_classification_loss(queries, augmented_targets, scale)
+    matching = batch_classification_loss(queries, augmented_targets, scale, similarity=similarity)
     return aleatoric_loss(matching, feature_spread(augmented_targets))
