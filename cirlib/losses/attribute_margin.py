@@ -30,7 +30,7 @@ def attribute_margin_loss(
 
     The gates :math:`g_{ia} \ge 0` say which attributes a query's text asks to change (all
     ones when unknown); it is 0 when no gate is open. DQE-CIR adds an attribute-aware margin
-    loss on its colour and shape sub-queries (methods.md §6.1); the gating is ours (§6.2, item 7).
+    loss on its colour and shape sub-queries (Park, Park and Lee, 2026); the gating is ours.
 
     Parameters
     ----------

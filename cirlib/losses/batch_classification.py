@@ -24,7 +24,8 @@ def batch_classification_loss(
         \mathcal{L}_{BBC} = \frac{1}{B}\sum_{i=1}^{B}
             -\log \frac{\exp(s\, q_i^\top t_i)}{\sum_{j=1}^{B} \exp(s\, q_i^\top t_j)}
 
-    Only the query→target direction, as in CLIP4Cir, CaLa, SPRC and MGUR (methods.md §1).
+    Only the query→target direction, as in CLIP4Cir (Baldrati et al., 2023), CaLa (Jiang et al.,
+    2024), SPRC (Bai et al., 2024) and MGUR (Chen et al., 2024).
 
     Parameters
     ----------

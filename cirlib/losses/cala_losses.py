@@ -12,7 +12,8 @@ With :math:`\mathrm{CE}(S) = \frac1B \sum_i -\log \mathrm{softmax}(S_{i,:})_i`:
   + \beta\,\mathrm{CE}(S_{CTR})`;
 * released code: :math:`\mathcal L = w_h\,\mathrm{CE}(S_{TBIA}) + (1-w_h)\,
   \mathrm{CE}\big(w_t S_{CTR} + (1-w_t) S_{QTM}\big)` — CTR's logits are mixed into the main
-  logits *before* the softmax (methods.md §5.2; README values :math:`w_t = 0.45, w_h = 0.1`).
+  logits *before* the softmax (Jiang et al., 2024, released code ``src/blip_fine_tune.py``;
+  README values :math:`w_t = 0.45, w_h = 0.1`).
 
 Introduced in chapter "CaLa: complementary association learning".
 """

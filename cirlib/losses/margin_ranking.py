@@ -22,7 +22,7 @@ def margin_ranking_loss(
 
     Unlike the logistic pairwise term it has a hard stop: pairs already separated by
     :math:`m` give exactly zero gradient. DQE-CIR lists a margin ranking term in its objective
-    (methods.md §6.1); its margin is unpublished, ours is a choice (§6.2, item 6).
+    (Park, Park and Lee, 2026); its margin is unpublished, ours is a choice.
 
     Parameters
     ----------

@@ -1,5 +1,5 @@
 r"""MAPNet's Multi-Schema Interaction loss: match query schemas to target schemas by optimal
-transport, then pull each target schema's match towards it (methods.md §4.3)."""
+transport, then pull each target schema's match towards it (Shi et al., 2025)."""
 
 from __future__ import annotations
 

@@ -24,8 +24,8 @@ def pairwise_preference_loss(
     A Bradley–Terry preference "the target is preferred over :math:`n_{ik}`": the gradient
     fades once the gap exceeds a few :math:`\tau`, so an already-separated negative stops
     pulling (unlike a softmax over the whole batch, which keeps pushing every negative).
-    DQE-CIR trains a pairwise objective against mid-zone negatives (methods.md §6.1, item 4);
-    the logistic form and :math:`\tau` are our reconstruction (§6.2, item 6).
+    DQE-CIR (Park, Park and Lee, 2026) trains a pairwise objective against mid-zone negatives;
+    the logistic form and :math:`\tau` are our reconstruction.
 
     Parameters
     ----------

@@ -1,5 +1,5 @@
 r"""MAPNet's Relaxed Proximity loss: push confident negatives, and let likely false negatives
-stay close (methods.md §4.4, reading B)."""
+stay close (Shi et al., 2025; the book's reading of the formula, see the loss)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ def relaxed_proximity_loss(
     similarity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cosine_similarity,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    r"""Relaxed Proximity loss (MAPNet), reading B of methods.md §4.4.
+    r"""Relaxed Proximity loss of MAPNet (Shi et al., 2025), in the book's reading of its formula:
+    :math:`C` a similarity and :math:`W` the confidence that a pair is negative (the other
+    reading, :math:`C` a distance and :math:`W` a positive affinity, fits the formula too).
 
     With :math:`C_{ij} = \tfrac12\big(1 + \cos(q_i, t_j)\big) \in [0, 1]` the query–target
     similarity of the batch and :math:`W_{ij}` the confidence that :math:`t_j` is a negative

@@ -54,7 +54,7 @@ def target_distribution_kl_loss(
 
     With a one-hot :math:`p` this is the cross-entropy of the target among its mined negatives;
     with one negative it then equals the pairwise logistic loss. DQE-CIR pairs its pairwise
-    objective with a KL term (methods.md §6.1); the choice of :math:`p` is ours (§6.2, item 6):
+    objective with a KL term (Park, Park and Lee, 2026); the choice of :math:`p` is ours:
     see :func:`target_relative_distribution`.
 
     Parameters

@@ -26,11 +26,11 @@ from cirlib.methods.spec import MethodSpec
 from cirlib.models.cala import CaLa
 from cirlib.train import TrainingRun
 
-QTM_SCALE = 100.0  # CaLa's main term, as CLIP4Cir (methods.md §1)
-AUX_SCALE = 10.0  # CaLa's auxiliary terms (methods.md §1)
+QTM_SCALE = 100.0  # CaLa's main term, as CLIP4Cir (Jiang et al., 2024, released code)
+AUX_SCALE = 10.0  # CaLa's auxiliary terms (released code)
 BRANCHES = ("tbia", "ctr")
 COMBINATIONS = ("additive", "convex")
-# Paper form: alpha, beta are not in our sources (methods.md §5.1); 0.5 each is a round middle
+# Paper form: alpha, beta are not in our sources (Jiang et al., 2024); 0.5 each is a round middle
 # value, not tuned. Code form: the README's --tac-weight / --hca-weight.
 ALPHA, BETA = 0.5, 0.5
 TAC_WEIGHT, HCA_WEIGHT = 0.45, 0.1

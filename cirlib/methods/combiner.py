@@ -16,7 +16,7 @@ from cirlib.methods.spec import MethodSpec
 from cirlib.models.combiner import Combiner
 from cirlib.train import TrainingRun
 
-LOGIT_SCALE = 100.0  # CLIP4Cir's fixed scale (methods.md §2.4)
+LOGIT_SCALE = 100.0  # CLIP4Cir's fixed scale (Baldrati et al., 2023)
 
 
 def combiner_queries(model: Combiner, features, batch_size: int = 4096) -> torch.Tensor:

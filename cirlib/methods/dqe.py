@@ -10,7 +10,7 @@ The objective for a batch :math:`\mathcal{B}` (scores :math:`s` from
         + \lambda_{pair}\,\mathcal{L}_{pair} + \lambda_{KL}\,\mathcal{L}_{KL}
         + \lambda_{rank}\,\mathcal{L}_{rank} + \lambda_{attr}\,\mathcal{L}_{attr}
 
-(methods.md §6.2, item 8). DQE-CIR has no public code; :data:`SETTING_SOURCES` says which
+(Park, Park and Lee, 2026; the weights and the BBC term are ours). DQE-CIR has no public code; :data:`SETTING_SOURCES` says which
 settings are known and which are ours. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
 """
 
@@ -72,7 +72,8 @@ class DQESettings:
     dropout: float = 0.5
 
 
-# (what, DQE-CIR paper, this book, source tag) — tags as in methods.md §0
+# (what, DQE-CIR paper, this book, source tag): ABS = the abstract, SEED = a third-party summary,
+# 2ND = a second-hand description, INF = inferred by the book, ours = the book's choice
 SETTING_SOURCES = [
     ("backbone", "BLIP-2 (Q-Former composed query)", "frozen encoder + Combiner", "ABS / ours"),
     ("attribute sub-queries", "colour and shape", "colour and shape", "ABS, SEED"),

@@ -1,7 +1,7 @@
 r"""MAPNet (Shi et al., ICCV 2025) as a recipe on cached features: schemas, optimal-transport
 schema matching (MSI) and the relaxed proximity loss (RP).
 
-MAPNet has no public code (methods.md §4). What is fixed by the seed: the MSI loss (entropic OT
+MAPNet has no public code. What is fixed by the seed: the MSI loss (entropic OT
 with cost :math:`-\log C`, uniform marginals, row-argmax assignment, a distance to stop-gradient
 target schemas) and the RP loss formula; by the README: :math:`\tau = 0.1`, :math:`\gamma = 0.5`,
 :math:`\sigma = 0.6`, 32 queries, learning rates and batch sizes. Everything else here is the
@@ -46,7 +46,7 @@ from cirlib.models.combiner import Combiner
 from cirlib.models.schemas import SchemaEncoder
 from cirlib.train import TrainingRun
 
-LOGIT_SCALE = 100.0  # the Combiner's fixed scale (methods.md §2.4); MAPNet's is unpublished
+LOGIT_SCALE = 100.0  # the Combiner's fixed scale (Baldrati et al., 2023); MAPNet's is unpublished
 
 # The book's toy-world defaults. 8 schemas: a toy scene holds 2-5 objects on 9 cells and an
 # edit names one object, so 8 slots can give every object (and the edit) its own schema while
@@ -65,7 +65,7 @@ TOY_SETTINGS = dict(
     rp_weight=1.0,
 )
 
-# MAPNet README settings (methods.md §4.6). UNVERIFIED: the repository has no code, so none of
+# MAPNet README settings (Shi et al., 2025, repository README). UNVERIFIED: the repository has no code, so none of
 # these is confirmed by a training script. The Q-Former width, depth and schema width are the
 # book's choice (SPRC's retrieval width is 256), not the README's.
 PAPER_SETTINGS = dict(

@@ -34,14 +34,14 @@ from cirlib.schedules import EpochClock, coarse_to_fine_weight, mean_coarse_to_f
 from cirlib.train import TrainingRun
 
 # The Combiner's scale on cosines, so that MGUR and its baseline differ only in the
-# uncertainty pieces (MGUR's own code has an effective scale of 4 * 4 = 16; methods.md §1).
+# uncertainty pieces (MGUR's own code has an effective scale of 4 * 4 = 16; Chen et al., 2024).
 LOGIT_SCALE = 100.0
 # MGUR's ``norm_scale``: its 512-d features are L2-normalised, then multiplied by 4.
 MGUR_FEATURE_NORM = 4.0
 MGUR_FEATURE_DIM = 512
 BLENDS = ("coarse_to_fine", "constant")
 
-# What MGUR ran on real data (methods.md §7.2-7.6, from the released configs and code).
+# What MGUR ran on real data (Chen et al., 2024: the released configs and code).
 MGUR_PAPER_SETTINGS = {
     "FashionIQ": {"base lr": 2e-2, "layer4 stride": 1, "metrics": "R@10, R@50 per category"},
     "Shoes": {"base lr": 4e-2, "layer4 stride": 1, "metrics": "R@1, R@10, R@50"},

@@ -7,8 +7,8 @@ target :math:`t_i` and a candidate gallery image :math:`c`,
 
     \Delta_{ic} = s(q_i, t_i) - s(q_i, c),
 
-the candidate's score gap *to the target, under the current model* (methods.md §6.2, item 3,
-reading (a)). Small or negative :math:`\Delta` means the model already ranks :math:`c` next to
+the candidate's score gap *to the target, under the current model* (the book's reading (a); Park,
+Park and Lee, 2026 do not define it). Small or negative :math:`\Delta` means the model already ranks :math:`c` next to
 (or above) the target: a hard negative, or a valid image the annotation did not list (a false
 negative). Large :math:`\Delta` means an easy negative that teaches nothing. The other
 reading, (b) :math:`\Delta_{ic} = s(t_i, c)` (image–image similarity to the target), would never
@@ -30,7 +30,7 @@ i.e. the candidates between the :math:`\ell`- and :math:`u`-quantiles of the que
 
 **Refresh.** :class:`TargetRelativeMiner` stores each query's zone (or a uniform subset of it,
 ``pool_size``) and rebuilds it every ``refresh_every`` epochs from freshly encoded queries and
-gallery; between refreshes the pools stay fixed (methods.md §6.2, item 5).
+gallery; between refreshes the pools stay fixed (a fixed interval, as DQE-CIR describes).
 
 Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
 """
