@@ -16,7 +16,8 @@ entry, ``"toy": {"valid_targets": [names], "edit_type": str, "granularity": "fin
 ``valid_targets`` becomes :attr:`Triplet.valid_targets` and the rest goes into :attr:`Triplet.meta`.
 Real CIRR files have no such key.
 
-Field-by-field format: ``shared/research/methods.md`` section 9.1. Introduced in the data chapter.
+Field-by-field format: the CIRR repository's README (Liu et al., 2021). Introduced in the data
+chapter.
 """
 
 from __future__ import annotations

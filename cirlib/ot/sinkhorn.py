@@ -2,7 +2,7 @@ r"""Entropic optimal transport solved by Sinkhorn iterations, batched: in the lo
 the scalings themselves when the costs span few enough nats for that to be safe.
 
 MAPNet matches the schemas of a composed query to those of its target with an entropic transport
-plan (methods.md §4.3). Every triplet in a batch is its own small problem, so the solver works on a
+plan (Shi et al., 2025; Sinkhorn iterations: Cuturi, 2013). Every triplet in a batch is its own small problem, so the solver works on a
 stack of cost matrices ``[B, n, m]`` at once instead of looping over pairs.
 
 Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
