@@ -1,5 +1,11 @@
-"""Evaluation: exact chunked rankings, Recall@K (CIRR, FashionIQ, multi-target), CIRR uploads."""
+"""Evaluation: exact chunked rankings, Recall@K (CIRR, FashionIQ, multi-target), CIRR uploads,
+and :func:`evaluate`, every metric of a split at once.
 
+``cirlib.eval.evaluate`` is the function (its module stays importable as
+``from cirlib.eval.evaluate import evaluate``).
+"""
+
+from cirlib.eval.evaluate import evaluate
 from cirlib.eval.ranking import (
     best_valid_ranks,
     evaluation_ranks,
@@ -22,6 +28,7 @@ __all__ = [
     "FASHIONIQ_PROTOCOLS",
     "best_valid_ranks",
     "cirr_metrics",
+    "evaluate",
     "evaluation_ranks",
     "fashioniq_category_recall",
     "fashioniq_summary",

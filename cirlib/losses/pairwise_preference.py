@@ -36,6 +36,16 @@ def pairwise_preference_loss(
     Returns
     -------
     Scalar mean over the ``B·K`` pairs. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+
+    Examples
+    --------
+    A tie costs :math:`\log 2`; a gap of 10 temperatures almost nothing.
+
+    >>> import torch
+    >>> round(float(pairwise_preference_loss(torch.tensor([0.5]), torch.tensor([[0.5]]))), 4)
+    0.6931
+    >>> round(float(pairwise_preference_loss(torch.tensor([1.0]), torch.tensor([[0.5]]), 0.05)), 5)
+    5e-05
     """
     gap = (_at_least_float32(positive)[:, None] - _at_least_float32(negatives)) / temperature
     return F.softplus(-gap).mean()  # softplus(-x) = -log sigmoid(x), without overflow

@@ -27,6 +27,16 @@ def negative_confidence(target_features: torch.Tensor, sigma: float = 0.6) -> to
     \approx 0.75`. Computed without gradient (the kernel is a label, not a prediction).
 
     Shapes: ``[B, D]`` → ``[B, B]``.
+    Examples
+    --------
+    A target is never a negative of itself; an orthogonal one is, with confidence
+    :math:`1 - e^{-2/(2\sigma^2)}`.
+
+    >>> import torch
+    >>> negative_confidence(torch.eye(2), sigma=0.6).round(decimals=4)
+    tensor([[0.0000, 0.9378],
+            [0.9378, 0.0000]])
+
     Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
     """
     with torch.no_grad():
