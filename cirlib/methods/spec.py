@@ -24,7 +24,7 @@ Introduced in chapter "Comparing the methods".
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -135,8 +135,3 @@ class MethodSpec:
             settings=self.settings_for(cfg),
             **options,
         ).model
-
-
-def settings_fields(settings_type) -> Sequence[str]:
-    """Names of a ``Settings`` dataclass's fields."""
-    return [f.name for f in dataclasses.fields(settings_type)]
