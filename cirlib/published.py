@@ -6,7 +6,7 @@ backbone when a source names it. Numbers are percentages exactly as printed.
 * :data:`MAPNET_CIRR`: MAPNet (Shi et al., ICCV 2025), "Results comparison with state-of-the-art
   methods" on CIRR. The seed's header lists "Recall@K: K=1, 5, 10" and "Recall_subset@K: K=1, 2,
   3" but every row has seven numbers; the fourth (80-98) is R@50, as in every CIRR table and as
-  methods.md §4.7 reads MAPNet's row (R@50 98.25). The "Avg" column is printed for MAPNet only;
+  the book reads MAPNet's row (R@50 98.25). The "Avg" column is printed for MAPNet only;
   (R@5 + Rs@1)/2 = 83.04 confirms the column order.
 * :data:`DQE_FASHIONIQ`: DQE-CIR (Park, Park, Lee, arXiv 2603.04037), FashionIQ val R@10/R@50
   per category and their means.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-# Backbones named by methods.md (§2, §3, §5, §7, §12); None = the source does not say.
+# Backbones named by each paper and its released code; None = the source does not say.
 BACKBONES = {
     "CLIP4CIR": "CLIP RN50x4, fine-tuned + Combiner",
     "CaLa": "BLIP-2 or CLIP RN50x4 (CaLa has both; the row does not say)",

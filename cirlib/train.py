@@ -19,6 +19,7 @@ Introduced in chapter "The Combiner baseline"; every method chapter reuses it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ import torch
 
 from cirlib.io import atomic_torch_save, exclusive
 from cirlib.progress import progress
+from cirlib.threads import recount_threads
 
 
 class NonFiniteLossError(RuntimeError):
@@ -186,9 +188,7 @@ def fit(
     """
     device = torch.device(device)
     if device.type == "cpu":
-        from cirlib.notebook import adapt_threads
-
-        adapt_threads()  # a chapter's free cores, counted again for this run
+        recount_threads()  # a chapter's free cores, counted again for this run
     model.to(device)
     segment = _environment(device)
     fingerprint = settings_fingerprint(
@@ -328,3 +328,102 @@ def fit(
                 break
         model.eval()
         return FitResult(model, history, path, trained)
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What a method's ``loss(features, settings, run)`` may need besides its settings.
+
+    Attributes
+    ----------
+    epochs : the run's length (a schedule's horizon).
+    batches_per_epoch : batches :func:`fit` makes per epoch, ``max(1, n // batch_size)``.
+    start_epoch : epochs already in the checkpoint (a resumed run continues its schedules).
+    seed : the run's seed.
+    split : the training :class:`~cirlib.data.records.CIRSplit`, or None.
+    device : where the features go.
+    options : the run-only options the method's spec accepts (``MethodSpec.run_options``).
+    """
+
+    epochs: int
+    batches_per_epoch: int
+    start_epoch: int = 0
+    seed: int = 0
+    split: object | None = None
+    device: str | torch.device = "cpu"
+    options: dict = field(default_factory=dict)
+
+
+def train_method(
+    spec,
+    train_features,
+    cfg,
+    *,
+    seed: int,
+    split=None,
+    checkpoint: str | os.PathLike | None = None,
+    settings=None,
+    epochs: int | None = None,
+    eval_fn: Callable[[torch.nn.Module], dict] | None = None,
+    distributed: bool = False,
+    stop_after_epoch: int | None = None,
+    **options,
+) -> FitResult:
+    """Train any registered method (a :class:`cirlib.methods.spec.MethodSpec`) on cached
+    features: the one training call every method shares.
+
+    ``settings`` (default: the spec's ``Settings()``) with ``options`` replacing its fields; an
+    option that is neither a setting nor one of the spec's ``run_options`` is refused. Then:
+    seed, ``spec.build``, ``spec.loss`` with a :class:`TrainingRun`, and :func:`fit` on the
+    profile's batch size, learning rate and epochs (``epochs`` overrides them), with
+    ``spec.record(settings)`` as the checkpoint's settings. ``distributed=True`` under
+    torchrun trains on all ranks over the global batch; it is not a setting of the run, so the
+    checkpoint is the one a one-process run would load.
+
+    Introduced in chapter "Comparing the methods".
+    """
+    if spec.needs_split and split is None:
+        raise ValueError(
+            f"{spec.title} trains with split=<the training CIRSplit> (its loss reads the split)"
+        )
+    fields = {f.name for f in dataclasses.fields(spec.settings)}
+    run_options = {k: options.pop(k) for k in list(options) if k in spec.run_options}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        known = sorted(fields | set(spec.run_options))
+        raise ValueError(f"unknown {spec.title} option(s) {unknown}; known: {known}")
+    chosen = dataclasses.replace(settings if settings is not None else spec.settings(), **options)
+    if spec.complete is not None:
+        chosen = spec.complete(train_features, chosen)
+    torch.manual_seed(seed)
+    model = spec.build(train_features, chosen)
+    if distributed and spec.frozen_for_ddp is not None:
+        for module in spec.frozen_for_ddp(model, chosen):
+            module.requires_grad_(False)
+    n = len(train_features.texts)
+    run = TrainingRun(
+        epochs=epochs or cfg.epochs,
+        batches_per_epoch=max(1, n // cfg.batch_size),
+        start_epoch=checkpoint_epoch(checkpoint),
+        seed=seed,
+        split=split,
+        device=cfg.device,
+        options=run_options,
+    )
+    return fit(
+        model,
+        spec.loss(train_features, chosen, run),
+        n,
+        epochs=run.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=seed,
+        checkpoint=checkpoint,
+        settings=spec.record(chosen),
+        device=cfg.device,
+        amp=cfg.amp,
+        eval_fn=eval_fn,
+        stop_after_epoch=stop_after_epoch,
+        desc=f"{spec.title} seed {seed}",
+        distributed=distributed,
+    )

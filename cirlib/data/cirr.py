@@ -12,14 +12,15 @@ live somewhere else than the annotations. The official splits are ``train``, ``v
 ``test1``; test1 entries carry no ``target_hard``.
 
 The book's offline toy world exports exactly this format (CLIP4Cir's nesting: ``cirr_dataset/cirr/``
-beside ``cirr_dataset/{train,dev,test1}/``; see :mod:`cirlib.data.toyworld.world`), with no extra
+beside ``cirr_dataset/{train,dev,test1}/``; see :mod:`cirlib.toyworld.world`), with no extra
 field: its labels and test1 targets live in private files that :func:`cirlib.data.toy.load_toy`
 adds. An optional key per caption entry is still read, for hand-made files,
 ``"toy": {"valid_targets": [names], "edit_type": str, "granularity": "fine"|"coarse", ...}``:
 ``valid_targets`` becomes :attr:`Triplet.valid_targets` and the rest goes into :attr:`Triplet.meta`.
 Real CIRR files have no such key.
 
-Field-by-field format: ``shared/research/methods.md`` section 9.1. Introduced in the data chapter.
+Field-by-field format: the CIRR repository's README (Liu et al., 2021). Introduced in the data
+chapter.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ the same format (``fashionIQ_dataset/``, ASIN-like names, JPEGs; its labels in p
 :func:`cirlib.data.toy.load_toy_fashioniq`). An optional ``"toy"`` key per entry is still read
 (``valid_targets`` -> :attr:`Triplet.valid_targets`, the rest -> :attr:`Triplet.meta`).
 
-Two evaluation protocols exist (``shared/research/methods.md`` section 8.2), and their numbers
-must not share a table:
+Two evaluation protocols exist (CLIP4Cir's, also used by SPRC and CaLa, and CoSMo's, used by
+MGUR), and their numbers must not share a table:
 
 * ``"clip4cir"`` (CLIP4Cir, SPRC, CaLa): the gallery is every image of the split file.
 * ``"cosmo"`` (CoSMo, MGUR): the gallery is the union of the candidates and targets of the
@@ -97,7 +97,7 @@ def _join(first: str, second: str) -> str:
 
 
 def fashioniq_validation_caption(c1: str, c2: str) -> str:
-    """The query text used at evaluation: ``"C1 and c2"`` (methods.md section 2.2).
+    """The query text used at evaluation: ``"C1 and c2"`` (CLIP4Cir, Baldrati et al., 2023).
 
     Both captions are cleaned with :func:`clean_fashioniq_caption`; only the first word of the
     joined text is capitalised. When one caption is empty after cleaning (3 of the 6,016 real
@@ -112,8 +112,8 @@ def fashioniq_validation_caption(c1: str, c2: str) -> str:
 def fashioniq_training_caption(c1: str, c2: str, rng: random.Random) -> str:
     """Draw one training text uniformly from ``"C1 and c2"``, ``"C2 and c1"``, ``"C1"``, ``"C2"``.
 
-    The SPRC/CaLa/CLIP4Cir augmentation of methods.md section 2.2; ``rng`` makes it
-    reproducible. Inputs are the captions (cleaning again is harmless); an empty caption falls
+    The SPRC/CaLa/CLIP4Cir caption augmentation (Baldrati et al., 2023, released code);
+    ``rng`` makes it reproducible. Inputs are the captions (cleaning again is harmless); an empty caption falls
     back to the other one, as in :func:`fashioniq_validation_caption`.
     """
     choice = rng.randrange(4)

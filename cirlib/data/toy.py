@@ -18,14 +18,14 @@ from typing import Any
 from cirlib.data.cirr import load_cirr
 from cirlib.data.fashioniq import load_fashioniq
 from cirlib.data.records import CIRSplit, DatasetError, Triplet, read_json
-from cirlib.data.toyworld.world import (
+from cirlib.paths import subdir
+from cirlib.toyworld.world import (
     CIRR_SPLIT_OF,
     FASHIONIQ_CATEGORY_OF_FAMILY,
     generate_split,
     make_toyworld,
     scene_from_json,
 )
-from cirlib.paths import subdir
 
 
 def prepare_toyworld(cfg) -> Path:
@@ -105,7 +105,7 @@ def load_toy_fashioniq(world: str | Path, category: str, split: str, **kwargs) -
     """A toy split in the FashionIQ format, with the toy's labels and (test) private targets.
 
     Categories ``dress``, ``shirt``, ``toptee`` hold the colour, form and layout edits
-    (:data:`~cirlib.data.toyworld.world.FASHIONIQ_CATEGORY_OF_FAMILY`). ``kwargs`` go to
+    (:data:`~cirlib.toyworld.world.FASHIONIQ_CATEGORY_OF_FAMILY`). ``kwargs`` go to
     :func:`~cirlib.data.fashioniq.load_fashioniq` (e.g. ``protocol``).
     """
     world = _check(world)

@@ -1,11 +1,16 @@
 """Evaluation: exact chunked rankings, Recall@K (CIRR, FashionIQ, multi-target), mAP@K over
-all valid targets (CIRCO), CIRR uploads."""
+all valid targets (CIRCO), CIRR uploads, and :func:`evaluate`, every metric of a split at once.
+
+``cirlib.eval.evaluate`` is the function (its module stays importable as
+``from cirlib.eval.evaluate import evaluate``).
+"""
 
 from cirlib.eval.average_precision import (
     CIRCO_KS,
     average_precision_at_k,
     mean_average_precision_at_k,
 )
+from cirlib.eval.evaluate import evaluate
 from cirlib.eval.ranking import (
     best_valid_ranks,
     evaluation_ranks,
@@ -36,6 +41,7 @@ __all__ = [
     "best_valid_ranks",
     "cirr_metrics",
     "cirr_submission_from_scores",
+    "evaluate",
     "evaluation_ranks",
     "fashioniq_category_recall",
     "fashioniq_summary",

@@ -68,6 +68,22 @@ def evaluate(
     Returns ``{"all": {...}, "<meta key>": {value: {...}}}`` with percentages; keys ``R@K``,
     ``Rs@K`` (if subsets), ``mR@K`` and ``mAP@K`` (if valid targets), ``Avg`` = (R@5 + Rs@1)/2,
     and ``n``.
+
+    Examples
+    --------
+    Queries that are their targets' own features find them first:
+
+    >>> import torch
+    >>> from cirlib.data.features import SplitFeatures
+    >>> from cirlib.data.toy import generated_split
+    >>> split = generated_split("test", 2, 0)
+    >>> ref = torch.tensor([split.index_of(t.reference) for t in split.triplets])
+    >>> tgt = torch.tensor([split.index_of(t.target) for t in split.triplets])
+    >>> images = torch.eye(len(split.gallery))
+    >>> features = SplitFeatures(images, torch.zeros(len(tgt), len(images)), ref, tgt)
+    >>> metrics = evaluate(images[tgt], features, split)
+    >>> metrics["all"]["R@1"], metrics["all"]["n"] == len(split.triplets)
+    (100.0, True)
     """
     gallery = F.normalize((features.images if gallery is None else gallery).float(), dim=-1)
     q = queries.float()

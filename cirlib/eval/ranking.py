@@ -527,6 +527,15 @@ def target_ranks(
     ValueError
         On shape or dtype mismatch, an index outside ``[0, m)``, or a target equal to its
         excluded index or in its exclusion set.
+
+    Examples
+    --------
+    >>> import torch
+    >>> queries = torch.tensor([[0.9, 0.5, 0.1]])
+    >>> target_ranks(queries, torch.eye(3), [1]).tolist()             # image 0 scores higher
+    [1]
+    >>> target_ranks(queries, torch.eye(3), [1], exclude=[0]).tolist()  # ... unless excluded
+    [0]
     """
     return evaluation_ranks(
         queries,
@@ -578,6 +587,12 @@ def best_valid_ranks(
     ValueError
         If ``len(valid) != n``, a list is empty (or only holds excluded indices), or an index
         is outside ``[0, m)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> best_valid_ranks(torch.tensor([[0.9, 0.5, 0.1]]), torch.eye(3), [[1, 2]]).tolist()
+    [1]
     """
     n, m = _check_features(queries, gallery)
     _check_chunks(query_chunk, gallery_chunk)
@@ -655,6 +670,13 @@ def topk(
         Descending within each row.
     indices : Long[n, k]
         Gallery indices; among equal scores, ascending.
+
+    Examples
+    --------
+    >>> import torch
+    >>> scores, rows = topk(torch.tensor([[0.9, 0.5, 0.1]]), torch.eye(3), 2, exclude=[0])
+    >>> rows.tolist()
+    [[1, 2]]
     """
     n, m = _check_features(queries, gallery)
     _check_chunks(query_chunk, gallery_chunk)
@@ -735,6 +757,15 @@ def subset_ranks(
     -------
     Long[n]
         Ranks in ``[0, S - 1)`` when the excluded item is in the subset.
+
+    Examples
+    --------
+    The target (image 2) is third in the gallery but second within its subset {1, 2}:
+
+    >>> import torch
+    >>> queries = torch.tensor([[0.9, 0.5, 0.1]])
+    >>> subset_ranks(queries, torch.eye(3), torch.tensor([[1, 2]]), [2]).tolist()
+    [1]
     """
     n, m = _check_features(queries, gallery)
     _check_chunks(query_chunk, gallery_chunk)
@@ -792,6 +823,13 @@ def evaluation_ranks(
     -------
     dict[str, Long[n]]
         ``"R"`` (target ranks), ``"Rs"`` when ``subset`` is given, ``"mR"`` when ``valid`` is.
+
+    Examples
+    --------
+    >>> import torch
+    >>> r = evaluation_ranks(torch.tensor([[0.9, 0.5, 0.1]]), torch.eye(3), [2], valid=[[1, 2]])
+    >>> {name: ranks.tolist() for name, ranks in r.items()}
+    {'R': [2], 'mR': [1]}
     """
     n, m = _check_features(queries, gallery)
     _check_chunks(query_chunk, gallery_chunk)

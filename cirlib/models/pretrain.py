@@ -15,11 +15,11 @@ import random
 import numpy as np
 import torch
 
-from cirlib.data.toyworld.render import render_array
-from cirlib.data.toyworld.scene import random_scene, scene_caption
 from cirlib.losses.clip_contrastive import clip_contrastive_loss
 from cirlib.models.backbone import TOY_MEAN, TOY_STD
 from cirlib.progress import progress
+from cirlib.toyworld.render import render_array
+from cirlib.toyworld.scene import random_scene, scene_caption
 
 HELD_OUT_SEED_OFFSET = 10_000  # held-out scenes come from a different random stream
 

@@ -1,6 +1,6 @@
 r"""Schemas: a few learnable query tokens that read token features by cross-attention.
 
-A small Q-Former (BLIP-2's querying transformer, as SPRC and MAPNet use it; methods.md §3.1,
+A small Q-Former (BLIP-2's querying transformer, as SPRC and MAPNet use it; Li et al., 2023,
 §4.2). :math:`N_s` learned vectors attend to the tokens of the frozen encoder and come out as
 :math:`N_s` "schemas", each free to specialise on one part of the input (an object, an
 attribute, a word of the edit). MAPNet runs the same module twice:

@@ -2,7 +2,7 @@ r"""Entropic optimal transport solved by Sinkhorn iterations, batched: in the lo
 the scalings themselves when the costs span few enough nats for that to be safe.
 
 MAPNet matches the schemas of a composed query to those of its target with an entropic transport
-plan (methods.md §4.3). Every triplet in a batch is its own small problem, so the solver works on a
+plan (Shi et al., 2025; Sinkhorn iterations: Cuturi, 2013). Every triplet in a batch is its own small problem, so the solver works on a
 stack of cost matrices ``[B, n, m]`` at once instead of looping over pairs.
 
 Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
@@ -89,6 +89,14 @@ def sinkhorn_potentials(
     -------
     log_u ``[B, n]``, log_v ``[B, m]`` (without the batch axis for a 2-D ``cost``), iterations.
 
+    Examples
+    --------
+    >>> import torch
+    >>> log_u, log_v, iters = sinkhorn_potentials(torch.zeros(1, 2, 2), tau=0.1)
+    >>> (log_u[..., :, None] + log_v[..., None, :]).exp().round(decimals=4)  # zero cost: a / n
+    tensor([[[0.2500, 0.2500],
+             [0.2500, 0.2500]]])
+
     Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
     """
     if tau <= 0:
@@ -162,7 +170,7 @@ def sinkhorn(
     check_every: int = 10,
     domain: str = "auto",
 ) -> torch.Tensor:
-    r"""Entropic optimal transport plans for a batch of cost matrices.
+    r"""Entropic optimal transport plans for a batch of cost matrices (Cuturi, 2013).
 
     Solves, for each cost matrix :math:`M \in \mathbb{R}^{n\times m}`,
 
@@ -218,6 +226,12 @@ def plan_assignment(plan: torch.Tensor) -> torch.Tensor:
     Not a one-to-one matching in general: two rows may pick the same column.
 
     Shapes: ``plan`` ``[..., n, m]`` → ``[..., n]`` (long).
+    Examples
+    --------
+    >>> import torch
+    >>> plan_assignment(torch.tensor([[[0.1, 0.4], [0.3, 0.2]]])).tolist()
+    [[1, 0]]
+
     Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
     """
     return plan.argmax(dim=-1)

@@ -627,7 +627,7 @@ def test_images_are_decoded_with_a_progress_bar(tmp_path, monkeypatch):
 
 def test_loader_error_on_a_damaged_toy_world_advises_what_repairs_it(tmp_path):
     from cirlib.data.toy import load_toy
-    from cirlib.data.toyworld import make_toyworld
+    from cirlib.toyworld import make_toyworld
 
     groups = {"train": 2, "val": 2, "test": 2}
     world = make_toyworld(tmp_path, groups, seed=1, image_size=16)

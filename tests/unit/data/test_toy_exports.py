@@ -19,9 +19,9 @@ from PIL import Image
 from cirlib.data.cirr import load_cirr
 from cirlib.data.fashioniq import load_fashioniq
 from cirlib.data.toy import load_toy, load_toy_fashioniq
-from cirlib.data.toyworld import make_toyworld
-from cirlib.data.toyworld.world import EDIT_FAMILIES, FASHIONIQ_CATEGORY_OF_FAMILY
 from cirlib.notebook import realdata_dir
+from cirlib.toyworld import make_toyworld
+from cirlib.toyworld.world import EDIT_FAMILIES, FASHIONIQ_CATEGORY_OF_FAMILY
 
 REPO = Path(__file__).resolve().parents[3]
 GROUPS = {"train": 12, "val": 4, "test": 6}

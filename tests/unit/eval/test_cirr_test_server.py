@@ -17,9 +17,9 @@ from cirlib.cirr_test_server import SubmissionRejected, score_submission
 from cirlib.data.cirr import load_cirr
 from cirlib.data.features import SplitFeatures
 from cirlib.data.toy import load_toy
-from cirlib.data.toyworld import make_toyworld
 from cirlib.eval.evaluate import evaluate
 from cirlib.eval.submission import cirr_submission_from_scores
+from cirlib.toyworld import make_toyworld
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -4,7 +4,7 @@ import random
 import numpy as np
 import pytest
 
-from cirlib.data.toyworld import (
+from cirlib.toyworld import (
     EDIT_TYPES,
     Edit,
     Obj,
@@ -20,8 +20,8 @@ from cirlib.data.toyworld import (
     sample_edit,
     scene_from_json,
 )
-from cirlib.data.toyworld.edits import edit_from_dict
-from cirlib.data.toyworld.scene import CELLS, COLOURS, SHAPES, SIZES
+from cirlib.toyworld.edits import edit_from_dict
+from cirlib.toyworld.scene import CELLS, COLOURS, SHAPES, SIZES
 
 SMALL = {"train": 30, "val": 8, "test": 12}
 

@@ -50,10 +50,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from cirlib.data.toyworld.edits import Edit, edit_results, edit_texts, edit_to_dict, sample_edit
-from cirlib.data.toyworld.render import render_scene
-from cirlib.data.toyworld.scene import Obj, Scene, make_scene, random_scene
 from cirlib.io import atomic_write_json
+from cirlib.toyworld.edits import Edit, edit_results, edit_texts, edit_to_dict, sample_edit
+from cirlib.toyworld.render import render_scene
+from cirlib.toyworld.scene import Obj, Scene, make_scene, random_scene
 
 SPLITS = ("train", "val", "test")
 GROUP_SIZE = 6  # reference + 5 edited versions, like CIRR's 6-image sets
