@@ -13,20 +13,21 @@ the image set for :math:`\mathrm{Rs@}K`; the best rank over the valid targets fo
 give the difference of the two recalls in points, averaged over the :math:`S` shared seeds
 (:math:`\hat\Delta` equals the mean over seeds of the per-seed differences of the table).
 
-**Two-stage (hierarchical) paired bootstrap.** The number would change with other seeds
-(training noise) and with other test queries (sampling noise). Replicate :math:`b = 1 \dots B`
-draws :math:`S` seeds with replacement (counts :math:`w^b_s`, :math:`\sum_s w^b_s = S`) and,
-independently, :math:`n` queries with replacement (counts :math:`c^b_q`), the same queries for
-every seed and both methods (the pairing is kept):
+**Two-way paired bootstrap.** The number would change with other seeds (training noise) and
+with other test queries (sampling noise). Seeds and queries are crossed (every seed is scored
+on every query), so both are resampled, independently: replicate :math:`b = 1 \dots B` draws
+:math:`S` seeds with replacement (counts :math:`w^b_s`, :math:`\sum_s w^b_s = S`) and :math:`n`
+queries with replacement (counts :math:`c^b_q`), the same queries for every seed and both
+methods, so the pairing is kept:
 
 .. math:: \hat\Delta^{b} = \frac{100}{S\,n} \sum_{s} \sum_{q} w^b_s\, c^b_q\, D_{sq}.
 
-The interval at level :math:`1 - \alpha` holds the order statistics :math:`\hat\Delta^{(j)}` of
-the sorted replicates with :math:`j = \lfloor \alpha B / 2 \rfloor` and :math:`B - 1 - j`
-(0-based): the percentile interval of Efron & Tibshirani (1993), with seeds resampled like the
-clusters of a two-stage bootstrap (Davison & Hinkley, 1997, §3.8). With few seeds the seed stage
-is somewhat narrow (a resample of :math:`S` values has :math:`(S-1)/S` of their variance); the
-error rate of the whole rule is therefore measured, not assumed (:func:`false_positive_rate`).
+This is the "pigeonhole" bootstrap for crossed data of Owen (2007), applied to paired
+differences. The interval at level :math:`1 - \alpha` holds the order statistics
+:math:`\hat\Delta^{(j)}` and :math:`\hat\Delta^{(B-1-j)}` of the sorted replicates,
+:math:`j = \lfloor \alpha B / 2 \rfloor` (0-based): the percentile interval of Efron &
+Tibshirani (1993). With five seeds its nominal level is an approximation, so the error rate of
+the whole rule is measured, not assumed (:func:`false_positive_rate`).
 
 **Rule.** With a stated minimum effect :math:`\delta` (points):
 
@@ -46,7 +47,7 @@ resamples each group within itself (a stratified bootstrap), so both groups keep
 **Determinism.** The replicates come from NumPy's PCG64 generator seeded with ``seed`` and are
 summed in exact integer arithmetic; the only floating-point steps are one division per group
 and one subtraction, correctly rounded everywhere. The same inputs give the same verdict on any
-machine.
+machine with the pinned NumPy (NEP 19 lets ``Generator`` streams change between NumPy releases).
 
 Introduced in chapter "Comparing the methods".
 """

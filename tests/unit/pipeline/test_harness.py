@@ -30,7 +30,7 @@ from cirlib.methods.combiner import combiner_queries, train_combiner
 from cirlib.methods.mgur_rp import MGUR_RP
 from cirlib.published import DQE_FASHIONIQ, MAPNET_CIRR, published_table
 from cirlib.registry import checkpoint_path
-from cirlib.verdict import judge
+from cirlib.verdict import false_positive_rate, judge, verdict_agreement
 
 
 def _toy_split(name, n_groups, seed):
@@ -227,3 +227,17 @@ def test_results_without_ranks_write_the_old_file(results, cfg, tmp_path):
     assert "per_query" not in record
     with pytest.raises(ValueError, match="no per-query ranks"):
         judge(record, "mgur_rp", "combiner", "R@1")
+
+
+def test_error_rate_and_agreement_read_the_results_file(results, cfg, tmp_path):
+    claims = [("mgur_rp", "combiner", "R@1"), ("combiner", "mgur_rp", "R@5")]
+    verdicts = [judge(results, a, b, m, n_boot=200) for a, b, m in claims]
+    extra = {"verdicts": [v.to_dict() for v in verdicts]}
+    record = json.loads(write_results(tmp_path / "r.json", results, cfg, extra=extra).read_text())
+    # two seeds: each method is judged against itself once per metric, seed 0 vs seed 1
+    rate = false_positive_rate(record, metrics=["R@1", "R@5"], n_boot=200)
+    assert rate.total == 4 and rate.seeds_per_side == 1
+    assert rate.table.equals(false_positive_rate(results, metrics=["R@1", "R@5"], n_boot=200).table)
+    again = [judge(record, a, b, m, n_boot=200) for a, b, m in claims]
+    agreement = verdict_agreement(again, record)
+    assert (agreement.agree, agreement.total) == (2, 2)
