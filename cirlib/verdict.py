@@ -99,7 +99,8 @@ class Verdict:
 
     ``estimate`` is :math:`\\hat\\Delta`, ``low``/``high`` the bootstrap interval at ``level``;
     ``seeds`` the shared seeds, ``n_queries`` the test queries used; ``group`` describes a
-    breakdown (None for all queries).
+    breakdown (None for all queries). With ``versus`` (the other group) the claim is a contrast:
+    the gain of ``a`` over ``b`` is larger on ``group`` than on ``versus``.
     """
 
     a: str
@@ -116,11 +117,12 @@ class Verdict:
     n_boot: int = DEFAULT_N_BOOT
     boot_seed: int = 0
     group: str | None = None
+    versus: str | None = None
 
     @property
     def key(self) -> tuple:
-        """What identifies the claim across builds: ``(a, b, metric, group)``."""
-        return (self.a, self.b, self.metric, self.group)
+        """What identifies the claim across builds: ``(a, b, metric, group, versus)``."""
+        return (self.a, self.b, self.metric, self.group, self.versus)
 
     def to_dict(self) -> dict:
         """JSON-ready (seeds as a list)."""
@@ -291,6 +293,7 @@ def bootstrap_verdict(
     seeds: Sequence[int] | None = None,
     strata: Sequence[tuple[np.ndarray, int]] | None = None,
     group: str | None = None,
+    versus: str | None = None,
     level: float = DEFAULT_LEVEL,
     min_effect: float = DEFAULT_MIN_EFFECT,
     n_boot: int = DEFAULT_N_BOOT,
@@ -333,6 +336,7 @@ def bootstrap_verdict(
         n_boot=n_boot,
         boot_seed=seed,
         group=group,
+        versus=versus,
     )
 
 
@@ -367,7 +371,7 @@ def judge(
     with a stratified bootstrap. ``rule``: ``level``, ``min_effect``, ``n_boot``, ``seed``.
     """
     seeds, ha, hb = _paired(source, a, b, metric)
-    strata, label = None, None
+    strata, label, other = None, None, None
     if group is not None:
         if values is None:
             raise ValueError(f"group={group!r} needs values=[...], the labels to keep")
@@ -388,11 +392,11 @@ def judge(
             if set(versus) & set(values):
                 raise ValueError(f"values {values} and versus {versus} overlap")
             strata.append((cols(versus), -1))
-            label += f" vs {', '.join(versus)}"
+            other = f"{group}: {', '.join(versus)}"
     elif values is not None or versus is not None:
         raise ValueError("values/versus need group=, the meta key they are labels of")
     return bootstrap_verdict(
-        ha, hb, metric, a=a, b=b, seeds=seeds, strata=strata, group=label, **rule
+        ha, hb, metric, a=a, b=b, seeds=seeds, strata=strata, group=label, versus=other, **rule
     )
 
 
@@ -529,6 +533,7 @@ def verdict_agreement(build, reference) -> Agreement:
                 "claim": f"{v.a} > {v.b}",
                 "metric": v.metric,
                 "group": v.group,
+                "versus": v.versus,
                 "reference": v.verdict,
                 "reference estimate": v.estimate,
                 "build": None if mine is None else mine.verdict,
@@ -558,8 +563,9 @@ def describe_comparison(a: str, b: str, verdict: Verdict) -> str:
     """The one sentence that ranks ``a`` against ``b`` (display names) for ``verdict``.
 
     It names the metric (and the group of queries), the difference, the interval with its
-    level and the seeds and queries behind it. It says "above"/"below" only for "supported" or
-    "contradicted"; within noise it says the two are level, never which number is larger.
+    level and the seeds and queries behind it. It says "above"/"below" (for a contrast between
+    two groups of queries: "larger"/"smaller" gain) only for "supported" or "contradicted";
+    within noise it says the two are level (the gain the same), never which number is larger.
     """
     if verdict.verdict not in VERDICTS:
         raise ValueError(f"unknown verdict {verdict.verdict!r}; expected one of {VERDICTS}")
@@ -574,6 +580,17 @@ def describe_comparison(a: str, b: str, verdict: Verdict) -> str:
             why = f"smaller than the {verdict.min_effect:g}-point minimum effect"
         else:
             why = "an interval that includes zero"
+        if verdict.versus is not None:
+            return (
+                f"The gain of {a} over {b} on {verdict.metric} is the same on "
+                f"{verdict.group} as on {verdict.versus}: the difference ({evidence}) is {why}."
+            )
         return f"{a} and {b} are level on {on}: the difference ({evidence}) is {why}."
+    if verdict.versus is not None:
+        size = "larger" if verdict.verdict == "supported" else "smaller"
+        return (
+            f"The gain of {a} over {b} on {verdict.metric} is {size} on {verdict.group} than on "
+            f"{verdict.versus}: {evidence}."
+        )
     side = "above" if verdict.verdict == "supported" else "below"
     return f"{a} is {side} {b} on {on}: {evidence}."

@@ -32,7 +32,10 @@ def plot_intervals(
         raise ValueError("no verdicts to plot")
     if labels is None:
         labels = [
-            f"{v.a} > {v.b} · {v.metric}" + (f" ({v.group})" if v.group else "") for v in verdicts
+            f"{v.a} > {v.b} · {v.metric}"
+            + (f" ({v.group})" if v.group else "")
+            + (f" vs ({v.versus})" if v.versus else "")
+            for v in verdicts
         ]
     labels = list(labels)
     if len(labels) != len(verdicts):

@@ -217,7 +217,7 @@ def test_results_file_keeps_per_query_ranks_that_give_its_numbers(world, results
         from_file = judge(record, "mgur_rp", "combiner", "R@5", n_boot=200, **kw)
         assert from_file == judge(results, "mgur_rp", "combiner", "R@5", n_boot=200, **kw)
     d = paired_differences(results, "mgur_rp", "combiner", "R@5")
-    assert from_file.group == "granularity: coarse vs fine"
+    assert (from_file.group, from_file.versus) == ("granularity: coarse", "granularity: fine")
     assert judge(record, "mgur_rp", "combiner", "R@5").estimate == pytest.approx(d.mean())
 
 

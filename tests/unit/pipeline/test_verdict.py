@@ -182,6 +182,8 @@ def test_judge_pairs_by_seed_and_restricts_to_a_group():
         n_boot=200,
     )  # fmt: skip
     assert contrast.estimate == 200.0 and contrast.verdict == "supported"
+    assert (contrast.group, contrast.versus) == ("edit_type: colour", "edit_type: shape")
+    assert contrast.key != colour.key
     with pytest.raises(ValueError, match="no query has edit_type"):
         judge(results, "a", "b", "R@1", group="edit_type", values=["size"])
     with pytest.raises(ValueError, match="share no seed"):
@@ -235,7 +237,7 @@ def test_agreement_counts_verdicts_claim_by_claim():
     assert (agreement.agree, agreement.total) == (2, 3)
     assert str(agreement) == "2 of 3 verdicts agree with the reference"
     assert agreement.table["agree"].tolist() == [True, False, True]
-    assert agreement.extra == (("x", "z", "R@1", None),)
+    assert agreement.extra == (("x", "z", "R@1", None, None),)
     missing = verdict_agreement(build[:1], reference)
     assert (missing.agree, missing.total) == (1, 3)
     assert missing.table["build"].isna().tolist() == [True, True, False]
@@ -270,5 +272,17 @@ def test_describe_never_ranks_within_noise():
     )
     down = Verdict("a", "b", "R@1", -2.5, -3.9, -1.1, "contradicted", **base)
     assert describe_comparison("A", "B", down).startswith("A is below B on R@1: -2.5 points")
+    contrast = dict(group="edit_type: colour", versus="edit_type: size, move")
+    wider = Verdict("a", "b", "R@1", 3.0, 1.5, 4.5, "supported", **base, **contrast)
+    assert describe_comparison("DQE-CIR", "Combiner", wider).startswith(
+        "The gain of DQE-CIR over Combiner on R@1 is larger on edit_type: colour than on "
+        "edit_type: size, move: +3.0 points"
+    )
+    narrower = Verdict("a", "b", "R@1", -3.0, -4.5, -1.5, "contradicted", **base, **contrast)
+    assert "is smaller on edit_type: colour" in describe_comparison("A", "B", narrower)
+    same = Verdict("a", "b", "R@1", 1.2, -0.3, 2.7, "no difference", **base, **contrast)
+    text = describe_comparison("A", "B", same)
+    assert "is the same on edit_type: colour as on edit_type: size, move" in text
+    assert "larger" not in text and "smaller" not in text
     one = Verdict("a", "b", "R@1", 0.0, 0.0, 0.0, "no difference", (4,), 10)
     assert "1 seed (4)" in describe_comparison("A", "B", one)
