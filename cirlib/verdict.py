@@ -37,7 +37,9 @@ the whole rule is measured, not assumed (:func:`false_positive_rate`).
     \text{contradicted} &\iff \mathrm{high} < 0 \ \wedge\ \hat\Delta \le -\delta,
 
 and "no difference" otherwise: a gap whose interval touches zero, or one too small to matter,
-never ranks two methods.
+never ranks two methods. Nor does a comparison on fewer than ``min_seeds`` shared seeds
+(default 2): with one seed the seed stage has nothing to resample, the interval then reflects
+only the choice of test queries, and a lucky training run would read as a finding.
 
 **Breakdowns.** A claim about a group of queries (``values`` of a meta key, e.g. colour edits)
 uses only those queries; a claim that a gain is *larger* on one group than on the rest is the
@@ -69,6 +71,8 @@ VERDICTS = ("supported", "contradicted", "no difference")
 DEFAULT_LEVEL = 0.95
 DEFAULT_MIN_EFFECT = 1.0
 DEFAULT_N_BOOT = 2000
+# One seed shows no training noise: the bootstrap would see only the test queries' sampling.
+DEFAULT_MIN_SEEDS = 2
 # Replicates summed at a time: bounds the memory of the [chunk, n] count tables.
 _CHUNK = 256
 
@@ -114,6 +118,7 @@ class Verdict:
     n_queries: int
     level: float = DEFAULT_LEVEL
     min_effect: float = DEFAULT_MIN_EFFECT
+    min_seeds: int = DEFAULT_MIN_SEEDS
     n_boot: int = DEFAULT_N_BOOT
     boot_seed: int = 0
     group: str | None = None
@@ -138,11 +143,21 @@ class Verdict:
         return cls(**d)
 
 
-def verdict_rule(estimate: float, low: float, high: float, min_effect: float) -> str:
+def verdict_rule(
+    estimate: float,
+    low: float,
+    high: float,
+    min_effect: float,
+    n_seeds: int | None = None,
+    min_seeds: int = DEFAULT_MIN_SEEDS,
+) -> str:
     """``"supported"`` iff low > 0 and estimate >= min_effect; ``"contradicted"`` iff high < 0
-    and estimate <= −min_effect; ``"no difference"`` otherwise (see the module docstring)."""
+    and estimate <= −min_effect; ``"no difference"`` otherwise, and always when ``n_seeds`` (if
+    given) is below ``min_seeds`` (see the module docstring)."""
     if min_effect < 0 or not math.isfinite(min_effect):
         raise ValueError(f"min_effect must be a finite number of points >= 0, got {min_effect}")
+    if n_seeds is not None and n_seeds < min_seeds:
+        return "no difference"
     if low > 0 and estimate >= min_effect:
         return "supported"
     if high < 0 and estimate <= -min_effect:
@@ -296,6 +311,7 @@ def bootstrap_verdict(
     versus: str | None = None,
     level: float = DEFAULT_LEVEL,
     min_effect: float = DEFAULT_MIN_EFFECT,
+    min_seeds: int = DEFAULT_MIN_SEEDS,
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
 ) -> Verdict:
@@ -328,11 +344,12 @@ def bootstrap_verdict(
         estimate=float(estimate),
         low=low,
         high=high,
-        verdict=verdict_rule(estimate, low, high, min_effect),
+        verdict=verdict_rule(estimate, low, high, min_effect, n_seeds, min_seeds),
         seeds=tuple(int(s) for s in (seeds if seeds is not None else range(n_seeds))),
         n_queries=int(sum(len(c) for c, _ in strata)),
         level=level,
         min_effect=min_effect,
+        min_seeds=min_seeds,
         n_boot=n_boot,
         boot_seed=seed,
         group=group,
@@ -368,7 +385,8 @@ def judge(
     ``group``/``values`` restrict to the queries whose label is in ``values`` (e.g.
     ``group="edit_type", values=["colour"]``); with ``versus`` as well, the claim is the
     contrast "the gain of ``a`` over ``b`` is larger on ``values`` than on ``versus``", judged
-    with a stratified bootstrap. ``rule``: ``level``, ``min_effect``, ``n_boot``, ``seed``.
+    with a stratified bootstrap. ``rule``: ``level``, ``min_effect``, ``min_seeds``,
+    ``n_boot``, ``seed``.
     """
     seeds, ha, hb = _paired(source, a, b, metric)
     strata, label, other = None, None, None
@@ -444,7 +462,8 @@ def false_positive_rate(
 
     The rate is that of the rule run on :math:`h` seeds per side (fewer than a real comparison
     uses), and the splits share seeds, so they are not independent trials: read it as an
-    estimate. Needs at least two seeds per method. ``rule`` as in :func:`judge`.
+    estimate. Needs :math:`h \ge` ``min_seeds`` (four seeds at the default 2). ``rule`` as in
+    :func:`judge`.
     """
     if _is_record(source):
         names = list(source["per_query"]["ranks"]) if methods is None else list(methods)
@@ -455,9 +474,14 @@ def false_positive_rate(
     for name in names:
         for metric in metrics:
             seeds, hits = per_query_hits(source, name, metric)
-            if len(seeds) < 2:
-                raise ValueError(f"{name} has {len(seeds)} seed(s); two disjoint sets need >= 2")
             size = len(seeds) // 2
+            if size < rule.get("min_seeds", DEFAULT_MIN_SEEDS):
+                raise ValueError(
+                    f"{name} has {len(seeds)} seed(s): two disjoint sets of {size} seed(s) are "
+                    f"below the rule's min_seeds={rule.get('min_seeds', DEFAULT_MIN_SEEDS)}, so "
+                    "it would never flag them and the rate would mean nothing; train more seeds "
+                    "(5 give 2 per side) or pass min_seeds=1 to measure the one-seed rule"
+                )
             for first, second in _disjoint_halves(seeds, size):
                 v = bootstrap_verdict(
                     hits[[seeds.index(s) for s in first]],
@@ -576,7 +600,12 @@ def describe_comparison(a: str, b: str, verdict: Verdict) -> str:
         f"and {verdict.n_queries:,} test queries"
     )
     if verdict.verdict == "no difference":
-        if verdict.low > 0 or verdict.high < 0:
+        if len(verdict.seeds) < verdict.min_seeds:
+            why = (
+                f"measured on fewer seeds than the {verdict.min_seeds} the rule needs to tell it "
+                "from training noise"
+            )
+        elif verdict.low > 0 or verdict.high < 0:
             why = f"smaller than the {verdict.min_effect:g}-point minimum effect"
         else:
             why = "an interval that includes zero"

@@ -234,10 +234,14 @@ def test_error_rate_and_agreement_read_the_results_file(results, cfg, tmp_path):
     verdicts = [judge(results, a, b, m, n_boot=200) for a, b, m in claims]
     extra = {"verdicts": [v.to_dict() for v in verdicts]}
     record = json.loads(write_results(tmp_path / "r.json", results, cfg, extra=extra).read_text())
-    # two seeds: each method is judged against itself once per metric, seed 0 vs seed 1
-    rate = false_positive_rate(record, metrics=["R@1", "R@5"], n_boot=200)
+    # two seeds: each method is judged against itself once per metric, seed 0 vs seed 1, which
+    # the default rule refuses (one seed per side cannot show training noise)
+    with pytest.raises(ValueError, match="min_seeds=2"):
+        false_positive_rate(record, metrics=["R@1"])
+    rate = false_positive_rate(record, metrics=["R@1", "R@5"], n_boot=200, min_seeds=1)
     assert rate.total == 4 and rate.seeds_per_side == 1
-    assert rate.table.equals(false_positive_rate(results, metrics=["R@1", "R@5"], n_boot=200).table)
+    in_memory = false_positive_rate(results, metrics=["R@1", "R@5"], n_boot=200, min_seeds=1)
+    assert rate.table.equals(in_memory.table)
     again = [judge(record, a, b, m, n_boot=200) for a, b, m in claims]
     agreement = verdict_agreement(again, record)
     assert (agreement.agree, agreement.total) == (2, 2)

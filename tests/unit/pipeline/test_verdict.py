@@ -121,6 +121,19 @@ def test_a_gap_driven_by_one_seed_is_no_difference():
     assert v.verdict == "no difference"
 
 
+def test_one_seed_never_ranks_however_large_the_gap():
+    a = np.zeros((1, 500), dtype=np.int64)
+    a[:, :200] = 1
+    b = np.zeros_like(a)
+    v = bootstrap_verdict(a, b, "R@1", n_boot=300)
+    assert v.estimate == pytest.approx(40.0) and v.low > 30  # the queries alone are clear
+    assert v.verdict == "no difference"
+    assert "fewer seeds than the 2 the rule needs" in describe_comparison("A", "B", v)
+    assert bootstrap_verdict(a, b, "R@1", n_boot=300, min_seeds=1).verdict == "supported"
+    assert verdict_rule(40.0, 30.0, 50.0, 1.0, n_seeds=1) == "no difference"
+    assert verdict_rule(40.0, 30.0, 50.0, 1.0, n_seeds=2) == "supported"
+
+
 @pytest.mark.parametrize(
     "estimate, low, high, expected",
     [
