@@ -89,6 +89,7 @@ __all__ = [
     "per_query_hits",
     "query_hits",
     "query_labels",
+    "rejudge",
     "verdict_agreement",
     "verdict_rule",
 ]
@@ -415,6 +416,40 @@ def judge(
         raise ValueError("values/versus need group=, the meta key they are labels of")
     return bootstrap_verdict(
         ha, hb, metric, a=a, b=b, seeds=seeds, strata=strata, group=label, versus=other, **rule
+    )
+
+
+def _parse_group(text: str) -> tuple[str, list[str]]:
+    key, sep, values = text.partition(": ")
+    if not sep or not values:
+        raise ValueError(f"cannot read the group {text!r}; expected 'key: value, value'")
+    return key, values.split(", ")
+
+
+def rejudge(source, verdict: Verdict) -> Verdict:
+    """Judge ``verdict``'s claim again on other runs (``source`` as in :func:`judge`), with the
+    same rule: level, minimum effect, minimum seeds, replicates, bootstrap seed and groups. For
+    a build against a reference, or one build's runs on two thread counts."""
+    groups = {}
+    if verdict.group is not None:
+        key, values = _parse_group(verdict.group)
+        groups = {"group": key, "values": values}
+        if verdict.versus is not None:
+            other_key, versus = _parse_group(verdict.versus)
+            if other_key != key:
+                raise ValueError(f"a contrast between two keys ({key}, {other_key}) is not a claim")
+            groups["versus"] = versus
+    return judge(
+        source,
+        verdict.a,
+        verdict.b,
+        verdict.metric,
+        level=verdict.level,
+        min_effect=verdict.min_effect,
+        min_seeds=verdict.min_seeds,
+        n_boot=verdict.n_boot,
+        seed=verdict.boot_seed,
+        **groups,
     )
 
 

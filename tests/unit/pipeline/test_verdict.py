@@ -16,6 +16,7 @@ from cirlib.verdict import (
     false_positive_rate,
     judge,
     query_hits,
+    rejudge,
     verdict_agreement,
     verdict_rule,
 )
@@ -299,3 +300,67 @@ def test_describe_never_ranks_within_noise():
     assert "larger" not in text and "smaller" not in text
     one = Verdict("a", "b", "R@1", 0.0, 0.0, 0.0, "no difference", (4,), 10)
     assert "1 seed (4)" in describe_comparison("A", "B", one)
+
+
+def _record(results):
+    from cirlib.harness import per_query_record
+
+    seeds = sorted({s for runs in results.values() for s in runs})
+    return {"methods": {}, "seeds": seeds, "per_query": per_query_record(results)}
+
+
+def _world(shift, seeds=(0, 1, 2)):
+    """Two methods on 300 queries (colour/shape): "a" finds ``shift`` more colour queries."""
+    rng = np.random.default_rng(5)
+    labels = ["colour", "shape"] * 150
+    base = {s: rng.integers(0, 4, 300) for s in seeds}
+    better = {
+        s: np.where((np.arange(300) < shift) & (np.arange(300) % 2 == 0), 0, r)
+        for s, r in base.items()
+    }
+    return _results({"a": better, "b": base}, {"edit_type": labels})
+
+
+def test_rejudge_repeats_the_rule_on_other_runs():
+    results = _world(200)
+    claims = [
+        judge(results, "a", "b", "R@1", n_boot=300, min_effect=0.5, seed=3),
+        judge(results, "a", "b", "R@1", group="edit_type", values=["colour"], n_boot=300),
+        judge(
+            results, "a", "b", "R@1", group="edit_type", values=["colour"], versus=["shape"],
+            n_boot=300, level=0.9,
+        ),
+    ]  # fmt: skip
+    assert [v.verdict for v in claims] == ["supported"] * 3
+    for v in claims:
+        assert rejudge(results, v) == v
+        assert rejudge(_record(results), v) == v
+    level = [rejudge(_world(0), v) for v in claims]
+    assert [v.verdict for v in level] == ["no difference"] * 3
+    assert [v.key for v in level] == [v.key for v in claims]
+    assert level[0].min_effect == 0.5 and level[2].level == 0.9
+
+
+def test_compare_verdicts_script(tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "data_scripts" / "compare_verdicts.py"
+    spec = importlib.util.spec_from_file_location("compare_verdicts", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    ref = _record(_world(200))
+    ref["verdicts"] = [judge(ref, "a", "b", "R@1", n_boot=200).to_dict()]
+    (tmp_path / "ref.json").write_text(json.dumps(ref))
+    (tmp_path / "same.json").write_text(json.dumps(_record(_world(200))))
+    (tmp_path / "flat.json").write_text(json.dumps(_record(_world(0, seeds=range(4)))))
+    assert script.main([str(tmp_path / "same.json"), str(tmp_path / "ref.json")]) == 0
+    assert "1 of 1 verdicts agree with the reference" in capsys.readouterr().out
+    assert (
+        script.main([str(tmp_path / "flat.json"), str(tmp_path / "ref.json"), "--error-rate"]) == 1
+    )
+    out = capsys.readouterr().out
+    assert "0 of 1 verdicts agree" in out and "self-comparisons" in out
+    with pytest.raises(SystemExit, match="lists no verdicts"):
+        script.main([str(tmp_path / "ref.json"), str(tmp_path / "same.json")])
