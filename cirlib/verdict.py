@@ -211,6 +211,11 @@ def per_query_hits(source, method: str, metric: str) -> tuple[tuple[int, ...], n
     else:
         if method not in source:
             raise ValueError(f"no results for {method!r}; have {sorted(source)}")
+        if not isinstance(source[method], Mapping):
+            raise ValueError(
+                f"the runs of {method!r} are a {type(source[method]).__name__}; pass them as "
+                "{seed: evaluate(..., keep_ranks=True)} so that two methods pair by seed"
+            )
         runs = {}
         for s, r in source[method].items():
             if getattr(r, "ranks", None) is None:

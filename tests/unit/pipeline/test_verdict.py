@@ -200,6 +200,10 @@ def test_judge_pairs_by_seed_and_restricts_to_a_group():
     assert contrast.key != colour.key
     with pytest.raises(ValueError, match="no query has edit_type"):
         judge(results, "a", "b", "R@1", group="edit_type", values=["size"])
+    with pytest.raises(ValueError, match="pair by seed"):
+        judge({"a": list(results["a"].values()), "b": results["b"]}, "a", "b", "R@1")
+    with pytest.raises(ValueError, match="keep_ranks=True"):
+        judge({"a": {0: {"all": {}}}, "b": results["b"]}, "a", "b", "R@1")
     with pytest.raises(ValueError, match="share no seed"):
         judge(_results({"a": {0: good}, "b": {1: bad}}, {}), "a", "b", "R@1")
 
