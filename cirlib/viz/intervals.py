@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -17,7 +18,8 @@ def plot_intervals(
     labels: Sequence[str] | None = None,
     *,
     row_height: float = 0.38,
-    width: float = 7.0,
+    width: float = 8.0,
+    label_width: int = 36,
 ):
     """Each claim's difference ``a − b`` (dot) and bootstrap interval (whisker), in points.
 
@@ -25,7 +27,7 @@ def plot_intervals(
     A vertical line marks zero and a grey band ``±min_effect`` (the largest minimum effect
     among the claims): a claim is supported only when its whisker clears zero and its dot lies
     right of the band, contradicted in mirror image. Dots are coloured by verdict. Returns the
-    figure (one axis, one y tick per claim).
+    figure (one axis, one y tick per claim; labels wrap at ``label_width`` characters).
     """
     verdicts = list(verdicts)
     if not verdicts:
@@ -41,7 +43,10 @@ def plot_intervals(
     if len(labels) != len(verdicts):
         raise ValueError(f"{len(labels)} labels for {len(verdicts)} verdicts")
     n = len(verdicts)
-    fig, ax = plt.subplots(figsize=(width, 0.9 + row_height * n))
+    # Long claim names wrap instead of squeezing the axis.
+    labels = [textwrap.fill(label, label_width) for label in labels]
+    lines = sum(label.count("\n") + 1 for label in labels)
+    fig, ax = plt.subplots(figsize=(width, 1.2 + row_height * max(n, 0.7 * lines)))
     band = max(v.min_effect for v in verdicts)
     ax.axvspan(-band, band, color="0.92", zorder=0, label=f"within ±{band:g} points")
     ax.axvline(0.0, color="0.4", lw=0.8, zorder=1)
@@ -57,7 +62,7 @@ def plot_intervals(
     ax.set_yticklabels(labels)
     ax.set_ylim(-0.7, n - 0.3)
     levels = {f"{100 * v.level:g}%" for v in verdicts}
-    ax.set_xlabel(f"difference a − b (points), {' / '.join(sorted(levels))} bootstrap interval")
-    ax.legend(loc="lower right", fontsize="small", frameon=False)
+    ax.set_xlabel(f"a − b (points); whiskers: {' / '.join(sorted(levels))} intervals")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     fig.tight_layout()
     return fig

@@ -48,6 +48,11 @@ def test_default_labels_and_errors():
     fig = plot_intervals([_v("mapnet", "cala", 1.0, -0.5, 2.5, "no difference")])
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["mapnet > cala · R@1"]
     matplotlib.pyplot.close(fig)
+    long = "dqe > combiner · R@1 (edit_type: colour) vs (edit_type: size, add, remove, move)"
+    fig = plot_intervals([_v("a", "b", 1.0, -0.5, 2.5, "no difference")], labels=[long])
+    (text,) = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "\n" in text and text.replace("\n", " ") == long  # wrapped, nothing lost
+    matplotlib.pyplot.close(fig)
     with pytest.raises(ValueError, match="no verdicts"):
         plot_intervals([])
     with pytest.raises(ValueError, match="2 labels for 1"):
