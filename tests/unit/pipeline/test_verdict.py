@@ -345,15 +345,32 @@ def test_rejudge_repeats_the_rule_on_other_runs():
     assert level[0].min_effect == 0.5 and level[2].level == 0.9
 
 
-def test_compare_verdicts_script(tmp_path, capsys):
+def _script(name):
     import importlib.util
-    import json
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[3] / "data_scripts" / "compare_verdicts.py"
-    spec = importlib.util.spec_from_file_location("compare_verdicts", path)
+    path = Path(__file__).resolve().parents[3] / "data_scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_simulation_script_counts_false_and_true_positives(capsys):
+    script = _script("simulate_verdict_rule")
+    small = ["--trials", "6", "--queries", "300", "--n-boot", "200", "--seeds", "2", "3"]
+    script.main(small + ["--seed-sd", "0", "--query-sd", "0"])
+    out = capsys.readouterr().out
+    # no run-level noise and identical methods: nothing to find at 1 point
+    assert "2 seeds:" in out and "no difference 6 of 6 (0.0% flagged)" in out
+    script.main(small + ["--shift", "2.0"])  # a gap of tens of points is always found
+    assert capsys.readouterr().out.count("supported 6, contradicted 0") == 2
+
+
+def test_compare_verdicts_script(tmp_path, capsys):
+    import json
+
+    script = _script("compare_verdicts")
     ref = _record(_world(200))
     ref["verdicts"] = [judge(ref, "a", "b", "R@1", n_boot=200).to_dict()]
     (tmp_path / "ref.json").write_text(json.dumps(ref))
