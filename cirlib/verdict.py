@@ -91,6 +91,7 @@ __all__ = [
     "query_labels",
     "rejudge",
     "verdict_agreement",
+    "verdict_frame",
     "verdict_rule",
 ]
 
@@ -613,8 +614,33 @@ def verdict_agreement(build, reference) -> Agreement:
 # ----------------------------------------------------------------------------- prose
 
 
+def verdict_frame(verdicts: Sequence[Verdict], titles: Mapping[str, str] | None = None):
+    """One row per claim, for display: ``claim`` ("A > B" with ``titles`` for the names),
+    ``metric``, ``queries`` (all, a group, or "group vs other"), ``difference`` and
+    ``interval`` (points, 1 decimal), ``seeds`` and ``verdict``."""
+    titles = dict(titles or {})
+    rows = []
+    for v in verdicts:
+        queries = "all" if v.group is None else v.group
+        if v.versus is not None:
+            queries += f" vs {v.versus.partition(': ')[2]}"
+        rows.append(
+            {
+                "claim": f"{titles.get(v.a, v.a)} > {titles.get(v.b, v.b)}",
+                "metric": v.metric,
+                "queries": queries,
+                "difference": _points(v.estimate),
+                "interval": f"{_points(v.low)} to {_points(v.high)} ({100 * v.level:g}%)",
+                "seeds": len(v.seeds),
+                "verdict": v.verdict,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def _points(x: float) -> str:
-    return f"{x:+.1f}"
+    text = f"{x:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text  # no signed zero: "-0.0" reads as a loss
 
 
 def _seed_list(seeds: Sequence[int]) -> str:

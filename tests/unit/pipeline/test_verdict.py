@@ -18,6 +18,7 @@ from cirlib.verdict import (
     query_hits,
     rejudge,
     verdict_agreement,
+    verdict_frame,
     verdict_rule,
 )
 
@@ -385,3 +386,20 @@ def test_compare_verdicts_script(tmp_path, capsys):
     assert "0 of 1 verdicts agree" in out and "self-comparisons" in out
     with pytest.raises(SystemExit, match="lists no verdicts"):
         script.main([str(tmp_path / "ref.json"), str(tmp_path / "same.json")])
+
+
+def test_verdict_frame_has_one_row_per_claim():
+    verdicts = [
+        _v("dqe", "combiner", "R@10", "supported", 2.46),
+        Verdict(
+            "dqe", "combiner", "R@1", -0.04, -1.04, 0.96, "no difference", (0, 1, 2), 900,
+            group="edit_type: colour", versus="edit_type: size, move",
+        ),
+    ]  # fmt: skip
+    frame = verdict_frame(verdicts, {"dqe": "DQE-CIR"})
+    assert frame["claim"].tolist() == ["DQE-CIR > combiner"] * 2
+    assert frame["queries"].tolist() == ["all", "edit_type: colour vs size, move"]
+    assert frame["difference"].tolist() == ["+2.5", "0.0"]  # no signed zero
+    assert frame["interval"].tolist() == ["+1.5 to +3.5 (95%)", "-1.0 to +1.0 (95%)"]
+    assert frame["seeds"].tolist() == [2, 3]
+    assert frame["verdict"].tolist() == ["supported", "no difference"]
