@@ -83,9 +83,11 @@ __all__ = [
     "bootstrap_differences",
     "bootstrap_indices",
     "bootstrap_verdict",
+    "describe_best",
     "describe_comparison",
     "false_positive_rate",
     "judge",
+    "judge_pairs",
     "per_query_hits",
     "query_hits",
     "query_labels",
@@ -425,6 +427,15 @@ def judge(
     )
 
 
+def judge_pairs(source, names: Sequence[str], metric: str, **kw) -> list[Verdict]:
+    """:func:`judge` "``names[i]`` > ``names[j]``" for every pair ``i < j`` (the input of
+    :func:`describe_best`); ``kw`` as in :func:`judge`."""
+    names = list(names)
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise ValueError(f"need at least two distinct names, got {names}")
+    return [judge(source, a, b, metric, **kw) for a, b in itertools.combinations(names, 2)]
+
+
 def _parse_group(text: str) -> tuple[str, list[str]]:
     key, sep, values = text.partition(": ")
     if not sep or not values:
@@ -689,3 +700,84 @@ def describe_comparison(a: str, b: str, verdict: Verdict) -> str:
         )
     side = "above" if verdict.verdict == "supported" else "below"
     return f"{a} is {side} {b} on {on}: {evidence}."
+
+
+def _evidence_of(v: Verdict, first: str, second: str, titles: Mapping[str, str]) -> str:
+    """``first − second`` (names) from ``v``, which judges either orientation of the pair."""
+    if {v.a, v.b} != {first, second}:
+        raise ValueError(f"the verdict {v.a} > {v.b} is not about {first} and {second}")
+    sign = 1.0 if (v.a, v.b) == (first, second) else -1.0
+    low, high = sorted((sign * v.low, sign * v.high))
+    return (
+        f"{titles[first]} − {titles[second]} = {_points(sign * v.estimate)} points "
+        f"({_points(low)} to {_points(high)})"
+    )
+
+
+def describe_best(verdicts: Sequence[Verdict], titles: Mapping[str, str] | None = None) -> str:
+    """The one sentence that says which of several methods or variants is best on a metric,
+    from their pairwise verdicts (:func:`judge_pairs`, one per pair, either orientation).
+
+    A name is "above every other" only when each of its pairs is decided in its favour
+    ("supported" as ``a``, "contradicted" as ``b``); otherwise the sentence says that none is
+    ahead of all the others beyond noise and lists the pairs that are decided, if any. It names
+    the metric, every pair's difference and interval, the level, seeds and queries.
+    """
+    verdicts = list(verdicts)
+    if not verdicts:
+        raise ValueError("no verdicts to describe")
+    first = verdicts[0]
+    for v in verdicts:
+        if (v.metric, v.group, v.versus, v.level, v.seeds, v.n_queries) != (
+            first.metric, first.group, first.versus, first.level, first.seeds, first.n_queries
+        ):  # fmt: skip
+            raise ValueError(
+                "describe_best needs verdicts on one metric, one set of queries and seeds, at "
+                f"one level; {v.a} > {v.b} differs from {first.a} > {first.b}"
+            )
+    pairs = {frozenset((v.a, v.b)): v for v in verdicts}
+    if len(pairs) != len(verdicts) or any(v.a == v.b for v in verdicts):
+        raise ValueError("each pair of distinct names must be judged exactly once")
+    names = list(dict.fromkeys(n for v in verdicts for n in (v.a, v.b)))
+    missing = [
+        (x, y) for x, y in itertools.combinations(names, 2) if frozenset((x, y)) not in pairs
+    ]
+    if missing:
+        raise ValueError(f"pairs not judged: {missing}; use judge_pairs for every pair")
+    titles = {n: dict(titles or {}).get(n, n) for n in names}
+
+    def wins(x, y):
+        v = pairs[frozenset((x, y))]
+        return v.verdict == ("supported" if v.a == x else "contradicted")
+
+    on = first.metric if first.group is None else f"{first.metric} ({first.group})"
+    tail = (
+        f"{100 * first.level:g}% intervals over {_seed_list(first.seeds)} and "
+        f"{first.n_queries:,} test queries"
+    )
+    best = [x for x in names if all(wins(x, y) for y in names if y != x)]
+    if best:
+        x = best[0]
+        others = [y for y in names if y != x]
+        evidence = "; ".join(_evidence_of(pairs[frozenset((x, y))], x, y, titles) for y in others)
+        whom = (
+            titles[others[0]]
+            if len(others) == 1
+            else "each of " + ", ".join(titles[y] for y in others)
+        )
+        return f"On {on}, {titles[x]} is above {whom}, beyond noise ({evidence}; {tail})."
+    decided = []
+    for x, y in itertools.combinations(names, 2):
+        if wins(x, y):
+            decided.append(_evidence_of(pairs[frozenset((x, y))], x, y, titles))
+        elif wins(y, x):
+            decided.append(_evidence_of(pairs[frozenset((x, y))], y, x, titles))
+    if not decided:
+        return (
+            f"On {on}, none of {', '.join(titles[n] for n in names)} is ahead of another beyond "
+            f"noise: every pairwise difference is within it ({tail})."
+        )
+    return (
+        f"On {on}, none of {', '.join(titles[n] for n in names)} is ahead of all the others "
+        f"beyond noise; the differences beyond noise are {'; '.join(decided)} ({tail})."
+    )

@@ -12,9 +12,11 @@ from cirlib.verdict import (
     bootstrap_differences,
     bootstrap_indices,
     bootstrap_verdict,
+    describe_best,
     describe_comparison,
     false_positive_rate,
     judge,
+    judge_pairs,
     query_hits,
     rejudge,
     verdict_agreement,
@@ -403,3 +405,58 @@ def test_verdict_frame_has_one_row_per_claim():
     assert frame["interval"].tolist() == ["+1.5 to +3.5 (95%)", "-1.0 to +1.0 (95%)"]
     assert frame["seeds"].tolist() == [2, 3]
     assert frame["verdict"].tolist() == ["supported", "no difference"]
+
+
+def _pair(a, b, est, verdict, seeds=(0, 1, 2)):
+    return Verdict(a, b, "R@1", est, est - 1.0, est + 1.0, verdict, seeds, 900)
+
+
+def test_describe_best_names_a_winner_only_when_it_wins_every_pair():
+    titles = {"hard": "the hardest band", "mid": "our mid-zone", "uni": "uniform sampling"}
+    clear = [
+        _pair("hard", "mid", 3.0, "supported"),
+        _pair("uni", "hard", -4.0, "contradicted"),  # the other orientation: hard wins
+        _pair("mid", "uni", 1.5, "supported"),
+    ]
+    text = describe_best(clear, titles)
+    assert text.startswith("On R@1, the hardest band is above each of our mid-zone, uniform")
+    assert "the hardest band − uniform sampling = +4.0 points (+3.0 to +5.0)" in text
+    assert "95% intervals over 3 seeds (0, 1, 2) and 900 test queries" in text
+    # the case: one band's lead is within noise -> no best, and no "beats"
+    level = [
+        _pair("hard", "mid", 0.5, "no difference"),
+        _pair("hard", "uni", 0.4, "no difference"),
+        _pair("mid", "uni", -0.1, "no difference"),
+    ]
+    text = describe_best(level, titles)
+    assert "none of the hardest band, our mid-zone, uniform sampling is ahead of another" in text
+    for word in ("above", "beats", "best", "better"):
+        assert word not in text
+    partial = [level[0], _pair("hard", "uni", 2.0, "supported"), level[2]]
+    text = describe_best(partial, titles)
+    assert (
+        "is ahead of all the others beyond noise; the differences beyond noise are the hardest band − "
+        in text
+    )
+    assert "uniform sampling = +2.0 points" in text and "our mid-zone − " not in text
+    two = describe_best([_pair("x", "y", -3.0, "contradicted")])
+    assert two.startswith("On R@1, y is above x, beyond noise (y − x = +3.0 points (+2.0 to +4.0)")
+
+
+def test_describe_best_refuses_incomplete_or_mixed_pairs():
+    with pytest.raises(ValueError, match="pairs not judged"):
+        describe_best([_pair("a", "b", 0, "no difference"), _pair("a", "c", 0, "no difference")])
+    with pytest.raises(ValueError, match="exactly once"):
+        describe_best([_pair("a", "b", 0, "no difference"), _pair("b", "a", 0, "no difference")])
+    with pytest.raises(ValueError, match="one metric"):
+        describe_best(
+            [_pair("a", "b", 0, "no difference"), _pair("a", "c", 0, "no difference", (0,))]
+        )
+
+
+def test_judge_pairs_covers_every_pair_once():
+    results = _world(200)
+    results["c"] = results["b"]
+    verdicts = judge_pairs(results, ["a", "b", "c"], "R@1", n_boot=200)
+    assert [(v.a, v.b) for v in verdicts] == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert describe_best(verdicts).startswith("On R@1, a is above each of b, c, beyond noise")
