@@ -608,8 +608,8 @@ def verdict_agreement(build, reference) -> Agreement:
             {
                 "claim": f"{v.a} > {v.b}",
                 "metric": v.metric,
-                "group": v.group,
-                "versus": v.versus,
+                "group": "all" if v.group is None else v.group,
+                "versus": "" if v.versus is None else v.versus,
                 "reference": v.verdict,
                 "reference estimate": v.estimate,
                 "build": None if mine is None else mine.verdict,

@@ -258,6 +258,7 @@ def test_agreement_counts_verdicts_claim_by_claim():
     assert (agreement.agree, agreement.total) == (2, 3)
     assert str(agreement) == "2 of 3 verdicts agree with the reference"
     assert agreement.table["agree"].tolist() == [True, False, True]
+    assert agreement.table["group"].tolist() == ["all"] * 3
     assert agreement.extra == (("x", "z", "R@1", None, None),)
     missing = verdict_agreement(build[:1], reference)
     assert (missing.agree, missing.total) == (1, 3)
