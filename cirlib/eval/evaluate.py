@@ -23,6 +23,7 @@ from cirlib.eval.index import (
     make_index,
     ranks_from_topk,
 )
+from cirlib.eval.query_ranks import RankedEvaluation
 from cirlib.eval.ranking import evaluation_ranks, subset_ranks
 from cirlib.eval.recall import recall_at_k
 
@@ -46,6 +47,7 @@ def evaluate(
     by: Iterable[str] = ("edit_type", "granularity"),
     gallery: torch.Tensor | None = None,
     index=None,
+    keep_ranks: bool = False,
 ) -> dict:
     """All metrics for ``queries`` (``[Q, D]``, one row per triplet, L2-normalised).
 
@@ -68,6 +70,10 @@ def evaluate(
     Returns ``{"all": {...}, "<meta key>": {value: {...}}}`` with percentages; keys ``R@K``,
     ``Rs@K`` (if subsets), ``mR@K`` and ``mAP@K`` (if valid targets), ``Avg`` = (R@5 + Rs@1)/2,
     and ``n``.
+    With ``keep_ranks=True`` the same dict as a
+    :class:`~cirlib.eval.query_ranks.RankedEvaluation`, which also carries each query's 0-based
+    ranks (``.ranks``: ``"R"``, ``"Rs"``, ``"mR"``) and breakdown labels (``.groups``), what a
+    resampling test over queries needs (:mod:`cirlib.verdict`).
 
     Examples
     --------
@@ -166,4 +172,7 @@ def evaluate(
             result[key] = {
                 v: summarise(_rows(torch.tensor(idx), ranks)) for v, idx in sorted(groups.items())
             }
-    return result
+    if not keep_ranks:
+        return result
+    labels = {key: [t.meta.get(key) for t in trip] for key in result if key != "all"}
+    return RankedEvaluation(result, {k: v.cpu().numpy() for k, v in ranks.items()}, labels)
