@@ -65,10 +65,13 @@ def short_softmax(x: torch.Tensor) -> torch.Tensor:
 
 def attention_softmax(x: torch.Tensor) -> torch.Tensor:
     """Softmax over the last axis by the cheaper route on this device: :func:`short_softmax` for
-    rows shorter than :data:`SHORT_ROW` on a CPU, ``torch.softmax`` otherwise.
+    rows shorter than :data:`SHORT_ROW` of a float32 or float64 tensor on a CPU,
+    ``torch.softmax`` otherwise (half-precision maps keep PyTorch's kernel, which accumulates in
+    float32).
 
     Shapes: ``[..., n]`` → ``[..., n]``.
     """
-    if x.device.type == "cpu" and x.shape[-1] < SHORT_ROW:
+    full_precision = x.dtype in (torch.float32, torch.float64)  # half types: torch's kernel
+    if x.device.type == "cpu" and full_precision and x.shape[-1] < SHORT_ROW:
         return short_softmax(x)
     return x.softmax(dim=-1)

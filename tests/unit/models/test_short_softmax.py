@@ -64,5 +64,6 @@ def test_attention_softmax_switches_at_the_threshold(monkeypatch):
     monkeypatch.setattr(short, "short_softmax", lambda x: calls.append(x.shape[-1]) or x)
     short.attention_softmax(torch.zeros(2, short.SHORT_ROW - 1))
     short.attention_softmax(torch.zeros(2, short.SHORT_ROW))
+    short.attention_softmax(torch.zeros(2, short.SHORT_ROW - 1, dtype=torch.bfloat16))
     assert calls == [short.SHORT_ROW - 1]
     assert short.SHORT_ROW in (8, 16)
