@@ -59,6 +59,12 @@ def short_softmax(x: torch.Tensor) -> torch.Tensor:
     ``torch.softmax`` does.
 
     Shapes: ``[..., n]`` → ``[..., n]``.
+
+    Examples
+    --------
+    >>> short_softmax(torch.tensor([[0.0, 0.0, float("-inf")], [0.0, 1.0, 2.0]]))
+    tensor([[0.5000, 0.5000, 0.0000],
+            [0.0900, 0.2447, 0.6652]])
     """
     return _ShortSoftmax.apply(x)
 
