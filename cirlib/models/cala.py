@@ -42,6 +42,7 @@ from torch import nn
 from cirlib.models.attention import multi_head_attention
 from cirlib.models.combiner import Combiner
 from cirlib.models.dropout import Dropout
+from cirlib.models.short_softmax import attention_softmax
 
 
 def spatial_tokens(feature_map: torch.Tensor) -> torch.Tensor:
@@ -137,7 +138,7 @@ class HingeCrossAttention(nn.Module):
             "reference_to_text": a,
             "text_to_target": b,
             "logits": logits,
-            "attention": logits.softmax(dim=-1),
+            "attention": attention_softmax(logits),
             "values": self.target_value(g),
         }
 
