@@ -10,7 +10,7 @@ with more threads, wall time. DQE-CIR's miner refresh is timed apart and spread 
 between two refreshes of the profile.
 
     python data_scripts/bench_train_step.py [--profile toy] [--rounds 5] [--steps 4]
-        [--methods combiner,mgur,cala,mapnet,dqe] [--threads 1]
+        [--methods combiner,mgur,cala,mapnet,dqe (any registered method)] [--threads 1]
         [--drift 50] [--softmax] [--dropout]
 
 ``--drift N`` trains CaLa and MAPNet for N steps twice from one seed, with the attention's
@@ -54,7 +54,7 @@ def best_ms(fn, steps: int, rounds: int = 3, now=time.perf_counter) -> float:
     return 1000 * best
 
 
-# ---------------------------------------------------------------- the five methods
+# ---------------------------------------------------------------- every registered method
 
 
 def toy_training_data(profile: str):
@@ -83,52 +83,29 @@ def toy_training_data(profile: str):
 
 
 def method_steps(cfg, split, features) -> dict:
-    """``name -> build()``; ``build()`` returns ``(model, loss_fn)`` as the chapters' main runs
-    train them (toy settings), seeded alike. MGUR is timed from its second epoch on, where both
-    of its terms run; DQE-CIR's loss never refreshes its miner while timed."""
-    from cirlib.methods import dqe
-    from cirlib.methods.cala import build_cala, cala_loss
-    from cirlib.methods.combiner import combiner_loss
-    from cirlib.methods.mapnet import TOY_SETTINGS, build_mapnet, mapnet_loss
-    from cirlib.methods.mgur import mgur_loss
-    from cirlib.registry import CALA_TOY_BRANCHES
+    """``name -> build()`` for every registered method (``cirlib.methods.registered()``, so a
+    new method is timed by being registered); ``build()`` returns ``(model, loss_fn)`` as the
+    chapters' main runs train them (the chapter's settings under ``cfg``), seeded alike. Losses
+    with a schedule are timed from their second epoch on (MGUR: both of its terms run), and a
+    miner is never refreshed while timed (its refresh is timed apart: DQE-CIR below)."""
+    from cirlib.methods import registered
+    from cirlib.train import TrainingRun
 
-    dim = features.images.shape[1]
-    loss_keys = ("tau", "gamma", "sigma", "msi_weight", "rp_weight")
-
-    def combiner():
-        return Combiner(dim), combiner_loss(features)
-
-    def mgur():
-        loss = mgur_loss(features, epochs=cfg.epochs, batches_per_epoch=10**9, start_epoch=1)
-        return Combiner(dim), loss
-
-    def cala():
-        return build_cala(features, **CALA_TOY_BRANCHES), cala_loss(features)
-
-    def mapnet():
-        loss = mapnet_loss(features, **{k: TOY_SETTINGS[k] for k in loss_keys})
-        return build_mapnet(features, **TOY_SETTINGS), loss
-
-    def dqe_cir():
-        settings = dqe.DQESettings()
-        model = dqe.build_model(features, settings)
-        miner = dqe.build_miner(features, split, settings, 0)
-        gates = dqe.attribute_gates(split, settings.attributes)
-        loss = dqe.dqe_loss(features, miner, settings, gates=gates, batches_per_epoch=10**9)
-        return model, loss
-
-    builders = {"combiner": combiner, "mgur": mgur, "cala": cala, "mapnet": mapnet}
-    builders["dqe"] = dqe_cir
-
-    def seeded(build):
-        def run():
+    def builder(spec):
+        def build():
+            settings = spec.settings_for(cfg)
+            if spec.complete is not None:
+                settings = spec.complete(features, settings)
             torch.manual_seed(0)
-            return build()
+            model = spec.build(features, settings)
+            run = TrainingRun(
+                epochs=cfg.epochs, batches_per_epoch=10**9, start_epoch=1, seed=0, split=split
+            )
+            return model, spec.loss(features, settings, run)
 
-        return run
+        return build
 
-    return {name: seeded(build) for name, build in builders.items()}
+    return {name: builder(spec) for name, spec in registered().items()}
 
 
 def make_step(model, loss_fn):
@@ -192,11 +169,11 @@ def methods_table(args) -> None:
         f"{torch.get_num_threads()} thread(s), {'CPU' if args.threads == 1 else 'wall'} time, "
         f"{args.rounds} rounds of {args.steps} steps, torch {torch.__version__}"
     )
-    print(f"  {'method':<10} {'best ms/step':>12} {'ratio to Combiner':>18}   per round")
+    print(f"  {'method':<16} {'best ms/step':>12} {'ratio to Combiner':>18}   per round")
     for name in names:
         ratios = [t / c for t, c in zip(times[name], times["combiner"])]
         print(
-            f"  {name:<10} {1e3 * min(times[name]):12.1f} {statistics.median(ratios):18.2f}   "
+            f"  {name:<16} {1e3 * min(times[name]):12.1f} {statistics.median(ratios):18.2f}   "
             + " ".join(f"{r:.2f}" for r in ratios)
         )
     if "dqe" in names:
