@@ -2,8 +2,10 @@
 
 Every method in the book trains on the *frozen* encoder's features (CLIP4Cir's stage 2), so the
 images and texts of a split are encoded once and reused by every chapter. The cache key hashes
-the encoder (name + weights) and the split's content (gallery names, captions), so a changed
-checkpoint or dataset never returns stale features; files are written atomically.
+everything the cache holds and everything it was computed from: the encoder (name + weights),
+the gallery's names, each query's reference, caption and target, whether token features are
+kept, and the images' bytes (:mod:`cirlib.data.image_digest`). A changed checkpoint, annotation
+or picture therefore never returns stale features. Files are written atomically.
 
 Introduced in chapter "The Combiner baseline".
 """
@@ -17,11 +19,14 @@ from pathlib import Path
 
 import torch
 
+from cirlib.data.image_digest import image_content_digest
 from cirlib.data.records import CIRSplit
 from cirlib.io import atomic_torch_save
 from cirlib.models import backbone
 
-FORMAT_VERSION = 1
+# 2: the key also covers each query's target and the images' bytes (version 1 files could hold
+# stale targets or features of other pictures, so none of them is reused).
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -56,10 +61,19 @@ def encoder_id(name: str, pretrained, preprocess: str = "clip4cir") -> str:
 
 
 def split_fingerprint(split: CIRSplit) -> str:
+    """SHA-256 (hex, 16 characters) of the split's annotations as the cache stores them: the
+    gallery's names in order and each query's ``(reference, caption, target)``."""
     h = hashlib.sha256()
     h.update(json.dumps(split.gallery).encode())
-    h.update(json.dumps([(t.reference, t.caption) for t in split.triplets]).encode())
+    h.update(json.dumps([(t.reference, t.caption, t.target) for t in split.triplets]).encode())
     return h.hexdigest()[:16]
+
+
+def cache_key(split: CIRSplit, encoder: str, tokens: bool, image_digest: str) -> str:
+    """The feature cache's key: format version, encoder id, :func:`split_fingerprint`, the
+    token flag and the images' :func:`~cirlib.data.image_digest.image_content_digest`."""
+    key = [FORMAT_VERSION, encoder, split_fingerprint(split), bool(tokens), image_digest]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
 
 
 @torch.no_grad()
@@ -122,13 +136,18 @@ def cached_features(
 ) -> SplitFeatures:
     """Features of ``split`` from the cache, encoding and saving them on a miss.
 
-    ``encoder`` is :func:`encoder_id` of the model passed in; it is part of the key.
+    ``encoder`` is :func:`encoder_id` of the model passed in; it is part of the key
+    (:func:`cache_key`). The file is ``<cache_dir>/<split name>-<key>.pt``; the images' hashes
+    are remembered in ``<cache_dir>/image-digests/`` so a cache hit reads no image.
     """
-    key = hashlib.sha256(
-        json.dumps([FORMAT_VERSION, encoder, split_fingerprint(split), tokens]).encode()
-    ).hexdigest()[:20]
+    cache_dir = Path(cache_dir)
     safe = split.name.replace("/", "_")
-    path = Path(cache_dir) / f"{safe}-{key}.pt"
+    # one memo per split and image location (the same split name exists in several worlds)
+    first = str(Path(next(iter(split.image_paths.values()), "")).absolute())
+    where = hashlib.sha256(first.encode()).hexdigest()[:12]
+    memo = cache_dir / "image-digests" / f"{safe}-{where}.json"
+    key = cache_key(split, encoder, tokens, image_content_digest(split, memo))
+    path = cache_dir / f"{safe}-{key}.pt"
     if path.exists():
         return SplitFeatures(**torch.load(path, weights_only=True))
     feats = encode_split(
