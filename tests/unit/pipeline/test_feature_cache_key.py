@@ -1,5 +1,5 @@
 """The feature cache's key covers everything the cache stores (targets included) and the images'
-bytes."""
+bytes; a damaged cache file is encoded again."""
 
 import dataclasses
 import shutil
@@ -119,3 +119,65 @@ def test_a_missing_image_file_is_named(setup, tmp_path):
     gone.unlink()
     with pytest.raises(DatasetError, match=str(gone)):
         image_content_digest(split)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_a_damaged_cache_file_is_encoded_again(setup, tmp_path, damage):
+    split = load_toy(setup[0], "test")
+    good = _features(split, setup, tmp_path)
+    (path,) = tmp_path.glob("*.pt")
+    data = path.read_bytes()
+    path.write_bytes(
+        {"truncated": data[: len(data) // 2], "empty": b"", "garbage": b"\x80junk"}[damage]
+    )
+    with pytest.warns(UserWarning, match=f"feature cache {path} is damaged"):
+        again = _features(split, setup, tmp_path)
+    assert torch.equal(again.images, good.images) and torch.equal(
+        again.target_index, good.target_index
+    )
+    assert path.read_bytes() != b"" and len(path.read_bytes()) >= len(data) - 64  # rebuilt on disk
+    third = _features(split, setup, tmp_path)  # and now read without a warning
+    assert torch.equal(third.images, good.images)
+
+
+def test_a_cache_file_of_another_split_size_is_encoded_again(setup, tmp_path):
+    split = load_toy(setup[0], "test")
+    _features(split, setup, tmp_path)
+    (path,) = tmp_path.glob("*.pt")
+    state = torch.load(path, weights_only=True)
+    state["images"] = state["images"][:-1]
+    torch.save(state, path)
+    with pytest.warns(UserWarning, match="image rows"):
+        again = _features(split, setup, tmp_path)
+    assert again.images.shape[0] == len(split.gallery)
+
+
+def test_two_runs_at_once_encode_a_missing_entry_once(setup, tmp_path, monkeypatch):
+    """A chapter executed twice side by side: the second waits for the first's file."""
+    import threading
+    import time
+
+    import cirlib.data.features as features
+
+    split = load_toy(setup[0], "test")
+    encoded = []
+    real = features.encode_split
+
+    def slow_encode(*args, **kwargs):
+        encoded.append(threading.get_ident())
+        time.sleep(0.5)  # long enough for the other run to arrive while this one encodes
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(features, "encode_split", slow_encode)
+    results = [None, None]
+
+    def run(i):
+        results[i] = _features(split, setup, tmp_path)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(encoded) == 1
+    assert torch.equal(results[0].images, results[1].images)
