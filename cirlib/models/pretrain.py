@@ -139,10 +139,11 @@ def pretrain_or_load(model, tokenizer, checkpoint, **kwargs) -> list[dict]:
     from pathlib import Path
 
     from cirlib.io import atomic_torch_save
+    from cirlib.train import load_checkpoint
 
     path = Path(checkpoint)
     if path.exists():
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_checkpoint(path, weights_only=True)  # a damaged file is named, not trusted
         if state.get("kwargs") == kwargs:
             model.load_state_dict(state["state_dict"])
             model.eval()
