@@ -30,7 +30,7 @@ import json
 import os
 from pathlib import Path
 
-from cirlib.data.records import CIRSplit, DatasetError
+from cirlib.data.records import CIRSplit, DatasetError, moved_download_hint
 from cirlib.io import atomic_write_json
 
 _CHUNK = 1 << 20
@@ -90,8 +90,8 @@ def image_content_digest(split: CIRSplit, memo_path: str | os.PathLike | None = 
             st = os.stat(path)
         except FileNotFoundError:
             raise DatasetError(
-                f"image file {path} is missing; re-run the data_scripts command that prepared "
-                "this dataset (see book/setup.md)"
+                f"image file {path} is missing; {moved_download_hint(path)}re-run the "
+                "data_scripts command that prepared this dataset (see book/setup.md)"
             ) from None
         stat = _stat_key(st)
         known = memo.get(name)
