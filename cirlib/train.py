@@ -68,8 +68,8 @@ def load_checkpoint(
         state = torch.load(path, map_location=map_location, weights_only=weights_only)
         if not isinstance(state, dict):
             raise ValueError(f"it holds a {type(state).__name__}, not a checkpoint's dict")
-    except OSError:
-        raise  # permissions or the disk: the file itself may be fine
+    except (PermissionError, FileNotFoundError, IsADirectoryError):
+        raise  # not the file's bytes (the reader raises OSError(EINVAL) on a truncated one)
     except Exception as err:  # the zip reader and the unpickler raise many kinds on bad bytes
         raise DamagedCheckpointError(
             f"checkpoint {path} is damaged and cannot be read ({type(err).__name__}: {err}). "

@@ -91,8 +91,8 @@ def _read_cache(path: Path, split: CIRSplit, tokens: bool) -> SplitFeatures | No
             problem = f"{feats.texts.shape[0]} text rows for {len(split.triplets)} queries"
         elif tokens and feats.image_tokens is None:
             problem = "no token features"
-    except OSError:
-        raise  # the disk or its permissions, not the file's content: say so, rebuild nothing
+    except (PermissionError, IsADirectoryError):
+        raise  # not the file's bytes (the reader raises OSError(EINVAL) on a truncated one)
     except Exception as err:  # torch.load's reader and unpickler raise many kinds on bad bytes
         problem = f"{type(err).__name__}: {err}"
     if problem is None:

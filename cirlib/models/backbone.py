@@ -110,7 +110,7 @@ def load_backbone(
         model, _, transform = open_clip.create_model_and_transforms(
             name, pretrained=str(pretrained) if pretrained else None, device=device
         )
-    except OSError:
+    except (PermissionError, FileNotFoundError, IsADirectoryError):
         raise
     except Exception as err:
         if pretrained and Path(pretrained).is_file() and not _readable(pretrained):
@@ -160,8 +160,8 @@ def load_toy_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> dict
     Raises :class:`WeightsFileError` naming the file when it cannot be read."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise
+    except (PermissionError, FileNotFoundError, IsADirectoryError):
+        raise  # not the file's bytes (the reader raises OSError(EINVAL) on a truncated one)
     except Exception as err:  # torch's zip reader and unpickler raise many kinds on bad bytes
         raise WeightsFileError(_unreadable_weights(path, err)) from None
     if "state_dict" not in ckpt:

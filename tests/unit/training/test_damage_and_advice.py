@@ -52,10 +52,16 @@ def _fit(features, ckpt, nan_after=None, **kw):
 
 def _damage(path: Path, how: str) -> None:
     data = path.read_bytes()
-    path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "garbage": b"\x80x"}[how])
+    damaged = {
+        "truncated": data[: len(data) // 2],
+        "tail-cut": data[:-100],
+        "empty": b"",
+        "garbage": b"\x80x",
+    }
+    path.write_bytes(damaged[how])
 
 
-@pytest.mark.parametrize("how", ["truncated", "empty", "garbage"])
+@pytest.mark.parametrize("how", ["truncated", "tail-cut", "empty", "garbage"])
 def test_a_damaged_checkpoint_is_named_with_its_removal(features, tmp_path, how):
     ckpt = tmp_path / "run.pt"
     _fit(features, ckpt, stop_after_epoch=2)
