@@ -3,6 +3,7 @@ bytes; a damaged cache file is encoded again."""
 
 import dataclasses
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -185,3 +186,28 @@ def test_two_runs_at_once_encode_a_missing_entry_once(setup, tmp_path, monkeypat
         t.join()
     assert len(encoded) == 1
     assert torch.equal(results[0].images, results[1].images)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_while_writing_the_cache_ends_in_one_sentence(setup, tmp_path, monkeypatch):
+    """The cache's temporary file is written to /dev/full (every write fails with ENOSPC); the
+    small digest memo before it still fits."""
+    import builtins
+
+    from cirlib.io import DiskFullError
+
+    real_open = builtins.open
+
+    def full_disk_open(file, mode="r", *args, **kwargs):
+        if str(file).endswith(".part") and ".pt." in str(file) and "w" in mode:
+            return real_open("/dev/full", mode, *args, **kwargs)
+        return real_open(file, mode, *args, **kwargs)
+
+    split = load_toy(setup[0], "test")
+    monkeypatch.setattr("cirlib.io.open", full_disk_open, raising=False)
+    with pytest.raises(DiskFullError, match=r"the disk is full: .*\.pt could not be written"):
+        _features(split, setup, tmp_path)
+    assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.rglob("*.part"))
+    monkeypatch.undo()  # space freed: the next run encodes and writes the entry
+    _features(split, setup, tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 1
