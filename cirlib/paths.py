@@ -75,8 +75,25 @@ def _usable(folder: Path) -> Path:
 
 
 def data_root() -> Path:
+    """The data folder: ``CIRLIB_DATA_DIR`` (``~`` expanded) or the default.
+
+    A relative ``CIRLIB_DATA_DIR`` is refused: chapters run from ``notebooks/`` and scripts from
+    the repository root would each make their own copy of the data, caches and checkpoints.
+    """
     env = os.environ.get("CIRLIB_DATA_DIR")
-    return _usable(Path(env) if env else _default_root())
+    if not env:
+        return _usable(_default_root())
+    # `os.environ[...] = "~/cirlib"` in Python (unlike the shell) does not expand the tilde,
+    # and would make a folder literally named "~" in the working directory
+    root = Path(env).expanduser()
+    if not root.is_absolute():
+        raise DataDirError(
+            errno.EINVAL,
+            f"CIRLIB_DATA_DIR={env} is a relative path, so every working directory would get "
+            f"its own data folder (chapters run from notebooks/, scripts from the repository "
+            f"root); give an absolute path, e.g. CIRLIB_DATA_DIR={Path(env).absolute()}",
+        )
+    return _usable(root)
 
 
 def subdir(name: str) -> Path:

@@ -87,3 +87,23 @@ def test_a_usable_folder_is_created_and_recreated(data_dir, tmp_path):
     sub.rmdir()
     assert subdir("checkpoints").is_dir()  # removed between two calls: made again
     assert list(d.iterdir()) == [sub]  # the write probe left nothing behind
+
+
+def test_a_tilde_in_the_variable_is_the_home_folder(data_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    data_dir("~/cirlib-data")
+    assert data_root() == tmp_path / "home" / "cirlib-data"
+    assert (tmp_path / "home" / "cirlib-data").is_dir()
+
+
+def test_a_relative_data_dir_is_refused_with_the_absolute_one_to_use(
+    data_dir, monkeypatch, tmp_path
+):
+    monkeypatch.chdir(tmp_path)
+    data_dir("data")
+    with pytest.raises(
+        DataDirError,
+        match=f"CIRLIB_DATA_DIR=data is a relative path.*CIRLIB_DATA_DIR={tmp_path / 'data'}",
+    ):
+        data_root()
+    assert not (tmp_path / "data").exists()
