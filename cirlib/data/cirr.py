@@ -29,7 +29,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cirlib.data.records import CIRSplit, DatasetError, Triplet, read_entry_list, read_json
+from cirlib.data.records import (
+    CIRSplit,
+    DatasetError,
+    Triplet,
+    moved_download_hint,
+    read_entry_list,
+    read_json,
+)
 
 __all__ = ["load_cirr"]
 
@@ -135,7 +142,8 @@ def load_cirr(
             raise DatasetError(
                 f"{len(missing)} of {len(image_paths)} image files of CIRR split {split!r} are "
                 f"missing under {base} (first: {', '.join(missing[:5])}; expected e.g. "
-                f"{image_paths[missing[0]]}); CIRR images come from NLVR2 on request: "
+                f"{image_paths[missing[0]]}); {moved_download_hint(image_paths[missing[0]], 'cirr')}"
+                "CIRR images come from NLVR2 on request: "
                 f"check them with `python data_scripts/prepare_cirr.py <folder> --images "
                 f'<NLVR2 folder> --check` (book/setup.md, section "Preparing a dataset"); '
                 f"for the toy world run "

@@ -39,7 +39,14 @@ from cirlib.data.missing_images import (
     apply_missing_images,
     resolve_missing_mode,
 )
-from cirlib.data.records import CIRSplit, DatasetError, Triplet, read_entry_list, read_json
+from cirlib.data.records import (
+    CIRSplit,
+    DatasetError,
+    Triplet,
+    moved_image_hint,
+    read_entry_list,
+    read_json,
+)
 
 __all__ = [
     "FASHIONIQ_CATEGORIES",
@@ -232,12 +239,20 @@ def load_fashioniq(
 
     found = {name: find(name) for name in gallery}
     name = f"fashioniq/{category}/{split}/{protocol}"
+    if mode != "ignore":
+        # the listing shows links whose download was moved away as files: stat one of them
+        first = next((path for path in found.values() if path is not None), None)
+        if first is not None and not first.exists():
+            hint = moved_image_hint(image_dir, first.stem, "fashioniq")
+            if hint:
+                raise DatasetError(f"FashionIQ image {first} is unreachable: {hint}")
     if mode == "error":
         missing = [n for n in gallery if found[n] is None]
         if missing:
             raise DatasetError(
                 f"{len(missing)} of {len(gallery)} images of FashionIQ {category}/{split} are "
-                f"missing in {image_dir} (first: {', '.join(missing[:5])}); pass "
+                f"missing in {image_dir} (first: {', '.join(missing[:5])}); "
+                f"{moved_image_hint(image_dir, missing[0], 'fashioniq')}pass "
                 f"missing_images='skip' to drop the queries and gallery images without a file; "
                 f"{_MISSING_HINT}"
             )

@@ -31,14 +31,14 @@ def test_cache_hits_and_misses(setup, tmp_path):
     cfg, world, model, preprocess, tokenizer = setup
     test = load_toy(world, "test")
     f1 = cached_features(test, model, preprocess, tokenizer, encoder="m:1", cache_dir=tmp_path)
-    files = list(tmp_path.iterdir())
+    files = list(tmp_path.glob("*.pt"))
     assert len(files) == 1
     f2 = cached_features(test, model, preprocess, tokenizer, encoder="m:1", cache_dir=tmp_path)
     assert torch.equal(f1.images, f2.images) and torch.equal(f1.texts, f2.texts)
-    assert len(list(tmp_path.iterdir())) == 1  # reused, not re-encoded
+    assert len(list(tmp_path.glob("*.pt"))) == 1  # reused, not re-encoded
     cached_features(test, model, preprocess, tokenizer, encoder="m:2", cache_dir=tmp_path)
-    assert len(list(tmp_path.iterdir())) == 2  # another encoder, another entry
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    assert len(list(tmp_path.glob("*.pt"))) == 2  # another encoder, another entry
+    assert not list(tmp_path.rglob("*.part"))
 
 
 def test_features_line_up_with_the_split(setup):
