@@ -650,11 +650,18 @@ def main(argv=None, dataset: str | None = None) -> int:
     images = args.images.expanduser() if args.images else None
     dest = (args.dest.expanduser() if args.dest else data_root() / args.dataset).absolute()
     print(f"{args.dataset}: checking {source}" + (f" (images: {images})" if images else ""))
-    if not source.is_dir():
-        print(f"error: source folder {source} does not exist", file=sys.stderr)
-        return 1
-    if images is not None and not images.is_dir():
-        print(f"error: image folder {images} does not exist", file=sys.stderr)
+    for what, given in (("source folder", source), ("image folder", images)):
+        if given is None or given.is_dir():
+            continue
+        if given.is_file():
+            print(
+                f"error: the {what} {given} is a file, not a folder: if it is a downloaded "
+                f"archive, extract it first (e.g. `mkdir -p DIR && tar -xf {given} -C DIR` or "
+                f"`unzip {given} -d DIR`) and give the extracted folder",
+                file=sys.stderr,
+            )
+        else:
+            print(f"error: {what} {given} does not exist", file=sys.stderr)
         return 1
     for given in (source, images):
         # Installing replaces dest: links into it would dangle once the old copy is removed.

@@ -45,7 +45,7 @@ from cirlib.methods import registered
 from cirlib.models.backbone import load_backbone
 from cirlib.paths import subdir
 from cirlib.registry import checkpoint_path, get_method, training_profile
-from cirlib.train import checkpoint_epoch
+from cirlib.train import checkpoint_epoch, load_checkpoint
 
 
 def _parse(argv=None) -> argparse.Namespace:
@@ -147,7 +147,7 @@ def main(argv=None) -> None:
     )
     seconds = time.perf_counter() - start
     if ctx.is_main:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = load_checkpoint(ckpt)
         test = feats["test"]
         gallery = spec.gallery(head, test) if spec.gallery is not None else None
         metrics = evaluate(spec.queries(head, test), test, splits["test"], gallery=gallery)

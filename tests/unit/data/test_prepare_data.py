@@ -644,3 +644,12 @@ def test_loader_error_on_a_damaged_toy_world_advises_what_repairs_it(tmp_path):
     # ... deleting the folder first, as advised, repairs it.
     shutil.rmtree(world)
     assert len(load_toy(make_toyworld(tmp_path, groups, seed=1, image_size=16), "val")) > 0
+
+
+def test_an_archive_given_as_source_is_named_with_how_to_extract_it(tmp_path, capsys, data_dir):
+    """A half-understood download step: the archive itself passed instead of its folder."""
+    archive = tmp_path / "cirr_dataset.zip"
+    archive.write_bytes(b"PK\x03\x04 not really a zip")
+    code, _, err = run(capsys, "cirr", archive)
+    assert code == 1
+    assert "is a file, not a folder" in err and "extract it first" in err and str(archive) in err
