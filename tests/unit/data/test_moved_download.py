@@ -25,19 +25,24 @@ def world():
 
 
 def _install(world, tmp_path, per_file: bool):
-    """A download (copied world) and an install that links its images, as prepare_data.py does
-    without --copy; then the download is renamed."""
+    """A download (a copy of the world's CIRR and FashionIQ exports) and an install that links
+    its image folders (or each image), as prepare_data.py does without --copy; then the
+    download is renamed."""
     download = tmp_path / "download"
-    shutil.copytree(world / "images", download / "images")
+    shutil.copytree(world / "cirr_dataset", download / "cirr_dataset")
+    shutil.copytree(world / "fashionIQ_dataset", download / "fashionIQ_dataset")
     dest = tmp_path / "installed"
-    for part in ("cirr", "fashioniq"):
-        shutil.copytree(world / part, dest / part)
-    if per_file:
-        (dest / "images").mkdir()
-        for f in (download / "images").iterdir():
-            os.symlink(f, dest / "images" / f.name)
-    else:
-        os.symlink(download / "images", dest / "images")
+    shutil.copytree(world / "cirr_dataset" / "cirr", dest / "cirr")
+    for part in ("captions", "image_splits"):
+        shutil.copytree(world / "fashionIQ_dataset" / part, dest / "fashioniq" / part)
+    linked = [download / "cirr_dataset" / "dev", download / "fashionIQ_dataset" / "images"]
+    for folder, name in zip(linked, ("dev", "images")):
+        if per_file:
+            (dest / name).mkdir()
+            for f in folder.iterdir():
+                os.symlink(f, dest / name / f.name)
+        else:
+            os.symlink(folder, dest / name)
     download.rename(tmp_path / "download-renamed")
     return dest
 
@@ -53,7 +58,7 @@ def test_cirr_with_a_linked_image_folder_says_the_download_moved(world, tmp_path
     with pytest.raises(DatasetError, match=MOVED + r".*prepare_data.py cirr <new folder> --force"):
         load_cirr(dest / "cirr", "val", image_root=dest, check_images=True)
     split = load_cirr(dest / "cirr", "val", image_root=dest)
-    with pytest.raises(DatasetError, match=f"{dest / 'images'} {MOVED}"):
+    with pytest.raises(DatasetError, match=f"{dest / 'dev'} {MOVED}"):
         split.load_image(split.gallery[0])
     with pytest.raises(DatasetError, match=MOVED):
         image_content_digest(split)
@@ -67,13 +72,15 @@ def test_fashioniq_layout_with_dangling_links_is_never_read_as_annotations_only(
     for mode in ("auto", "error", "skip"):
         with pytest.raises(DatasetError, match=MOVED):
             load_fashioniq(
-                dest / "fashioniq", "colour", "val", image_dir=dest / "images", missing_images=mode
+                dest / "fashioniq", "dress", "val", image_dir=dest / "images", missing_images=mode
             )
 
 
 def test_an_intact_install_still_loads(world, tmp_path):
     download = tmp_path / "download"
-    shutil.copytree(world / "images", download / "images")
+    shutil.copytree(world / "fashionIQ_dataset" / "images", download / "images")
     os.symlink(download / "images", tmp_path / "images")
-    split = load_fashioniq(world / "fashioniq", "colour", "val", image_dir=tmp_path / "images")
+    split = load_fashioniq(
+        world / "fashionIQ_dataset", "dress", "val", image_dir=tmp_path / "images"
+    )
     assert split.load_image(split.gallery[0]).size[0] > 0
