@@ -23,7 +23,7 @@ from cirlib.eval.index import (
     make_index,
     ranks_from_topk,
 )
-from cirlib.eval.query_ranks import RankedEvaluation
+from cirlib.eval.query_ranks import RANK_KINDS, RankedEvaluation
 from cirlib.eval.ranking import evaluation_ranks, subset_ranks
 from cirlib.eval.recall import recall_at_k
 
@@ -175,4 +175,7 @@ def evaluate(
     if not keep_ranks:
         return result
     labels = {key: [t.meta.get(key) for t in trip] for key in result if key != "all"}
-    return RankedEvaluation(result, {k: v.cpu().numpy() for k, v in ranks.items()}, labels)
+    # Per-query average precisions (``"AP"``) are scores, not ranks: the verdict rule resamples
+    # rank hits, so only the rank kinds travel with the result.
+    kept_ranks = {k: v.cpu().numpy() for k, v in ranks.items() if k in RANK_KINDS}
+    return RankedEvaluation(result, kept_ranks, labels)
