@@ -81,7 +81,7 @@ SETTING_SOURCES = [
     ("attribute weights", "learned, conditioned on the text", "softmax(MLP(text))", "ABS / ours"),
     ("attribute sub-query design", "unpublished", "per-token map, text-gated edit", "INF"),
     ("negatives", "mid-zone of a target-relative Δ-distribution", "same", "ABS"),
-    ("Δ definition", "unpublished", "s(q,t) − s(q,c), current model", "INF"),
+    ("Δ definition", "unpublished", "sim(q,t) − sim(q,c), current model", "INF"),
     ("mid-zone bounds", "hand-tuned, unpublished", "zone", "2ND / INF"),
     ("negatives per query", "one, from the zone", "n_negatives", "SUM"),
     ("refresh", "every fixed interval", "every refresh_every epochs", "SUM, 2ND / INF"),

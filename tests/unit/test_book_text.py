@@ -85,3 +85,62 @@ def test_published_tables_say_they_were_transcribed_from_summaries():
     for name, table in PUBLISHED.items():
         assert "transcribed from a summary of the paper" in table["source"], name
         assert "not checked against the paper" in table["source"], name
+
+
+# ---------------------------------------------------------------- one notation
+NOTATION = REPO / "book" / "notation.md"
+NOTATION_CHAPTERS = [
+    p for p in CHAPTERS if p.name[:2] in {"01", "02", "03", "04", "05", "06", "07"}
+]
+# spellings the chapters used before the notation page; each now means one thing only
+RETIRED = {
+    r"s_\ell": "the logit scale is $s$",
+    r"\gamma_e": r"MGUR's blend weight is $\omega_e$ ($\gamma$ is RPLoss's)",
+    r"\lambda_{MSI}": r"loss weights are $w$ ($\lambda$ is the Combiner's text weight)",
+    r"\lambda_{RP}": r"loss weights are $w$ ($\lambda$ is the Combiner's text weight)",
+    r"e^{-s}": r"MGUR's uncertainty is $u$ ($s$ is the logit scale)",
+    r"\hat f": r"an augmented feature is $\tilde f$ (a hat means normalised)",
+    "s(q": r"a score is $\mathrm{sim}(q, c)$ ($s$ is the logit scale)",
+    "s^+": r"scores are $\mathrm{sim}^\pm$",
+    "s^-": r"scores are $\mathrm{sim}^\pm$",
+    "counted from 1": "ranks count from 0",
+}
+
+
+def _markdown(path: Path) -> str:
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+
+
+def _notation_symbols() -> list[str]:
+    rows = [line for line in NOTATION.read_text(encoding="utf-8").splitlines() if line[:2] == "| "]
+    return [row.split("|")[1].strip() for row in rows if row.split("|")[1].strip() != "symbol"]
+
+
+def test_the_notation_page_lists_each_symbol_once_and_is_in_the_book():
+    symbols = _notation_symbols()
+    assert len(symbols) >= 15
+    assert len(symbols) == len(set(symbols)), "a symbol is listed twice"
+    toc = (REPO / "_toc.yml").read_text(encoding="utf-8")
+    assert "file: book/notation" in toc.split("caption: Reference")[1]
+
+
+@pytest.mark.parametrize("path", NOTATION_CHAPTERS, ids=lambda p: p.stem)
+def test_chapters_use_the_notation(path):
+    text = _markdown(path)
+    found = [
+        f"{old!r}: {why}"
+        for old, why in RETIRED.items()
+        if re.search(r"(?<![A-Za-z_\\])" + re.escape(old), text)
+    ]
+    assert not found, f"{path.name} uses retired notation:\n" + "\n".join(found)
+
+
+def test_every_listed_symbol_is_used_in_a_chapter():
+    text = "\n".join(_markdown(p) for p in NOTATION_CHAPTERS)
+    for symbol in _notation_symbols():
+        first = re.findall(r"\$([^$]+)\$", symbol)
+        needle = (first[0] if first else symbol.split("@")[0]).split("(")[0]
+        # each symbol as the chapters write it: the row's first formula (a function without its
+        # arguments), or the metric's name
+        assert needle.split(",")[0].strip() in text, f"{symbol} is not used in chapters 1-7"
