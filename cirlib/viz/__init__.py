@@ -1,6 +1,7 @@
-"""Figures for the book: image grids, retrieval galleries, training curves."""
+"""Figures for the book: image grids, retrieval galleries, training curves, results over seeds."""
 
 from cirlib.viz.curves import plot_history
 from cirlib.viz.gallery import retrieval_figure, show_images
+from cirlib.viz.seeds import seed_dot_plot, seed_points
 
-__all__ = ["plot_history", "retrieval_figure", "show_images"]
+__all__ = ["plot_history", "retrieval_figure", "seed_dot_plot", "seed_points", "show_images"]
