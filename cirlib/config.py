@@ -15,6 +15,7 @@ data and the metrics".
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 
 import torch
@@ -80,13 +81,40 @@ PROFILES = {
 }
 
 
+# numpy's legacy seeding (cirlib.seed.seed_everything) takes 0 <= seed < 2**32
+SEED_LIMIT = 2**32
+
+
+def checked_seed(seed) -> int:
+    """``seed`` as an ``int`` if it is a whole number in ``[0, 2**32)``; else a ``ValueError``
+    that names the chapters' ``SEED`` parameter and says what to write.
+
+    ``True`` is refused although Python counts it as ``1``: it would end up in checkpoint names
+    as ``sTrue``. A numpy integer is accepted (and returned as ``int``); a float, even ``2.0``,
+    or a string is refused rather than guessed at.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(
+            f"SEED must be a whole number such as 0, 1 or 2, got {seed!r} "
+            f"({type(seed).__name__}); write e.g. `SEED: int = 0` in the chapter's parameter "
+            "cell (or pass `-p SEED 1` to papermill)"
+        )
+    if not 0 <= int(seed) < SEED_LIMIT:
+        raise ValueError(
+            f"SEED must be between 0 and {SEED_LIMIT - 1} (numpy's seeding range), got {seed}; "
+            "write e.g. `SEED: int = 0` in the chapter's parameter cell"
+        )
+    return int(seed)
+
+
 def resolve(profile: str, seed: int = 0, **overrides) -> Profile:
-    """The :class:`Profile` for ``profile`` (``"smoke"``, ``"toy"`` or ``"paper"``).
+    """The :class:`Profile` for ``profile`` (``"smoke"``, ``"toy"`` or ``"paper"``) and ``seed``
+    (checked by :func:`checked_seed`).
 
     ``overrides`` replace single fields (e.g. ``epochs=5``); unknown names are refused, so a typo
     cannot silently fall back to a default.
     """
-    if profile not in PROFILES:
+    if not isinstance(profile, str) or profile not in PROFILES:
         raise ValueError(
             f"unknown profile {profile!r}: use one of {sorted(PROFILES)} "
             "(smoke = CI check, toy = the book's default, paper = real data on a GPU)"
@@ -95,6 +123,7 @@ def resolve(profile: str, seed: int = 0, **overrides) -> Profile:
     bad = sorted(set(overrides) - fields)
     if bad:
         raise ValueError(f"unknown profile setting(s) {bad}; known: {sorted(fields)}")
+    seed = checked_seed(seed)
     settings = {"device": _default_device(), **PROFILES[profile], **overrides}
     if settings["device"] == "cpu":
         settings["amp"] = False  # mixed precision is a GPU speed-up; CPU runs stay in fp32

@@ -318,3 +318,14 @@ def broadcast(x: torch.Tensor, src: int = 0) -> torch.Tensor:
     y = torch.empty(x.shape, dtype=x.dtype, device=device)
     dist.broadcast(y, src=src)
     return y.to(x.device)
+
+
+def broadcast_object(obj, src: int = 0):
+    """Rank ``src``'s picklable ``obj`` on every rank (``obj`` itself without a process group);
+    the other ranks' ``obj`` is ignored. For small state that has no fixed shape (a miner's
+    pools, a record), sent once per refresh, never per step."""
+    if not is_distributed():
+        return obj
+    box = [obj if dist.get_rank() == src else None]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]

@@ -23,6 +23,7 @@ import pandas as pd
 
 import cirlib
 from cirlib.eval.evaluate import evaluate
+from cirlib.eval.query_ranks import RANK_FORMAT, encode_groups, encode_ranks
 from cirlib.io import atomic_write_json
 from cirlib.registry import MethodSpec, checkpoint_path, get_method
 from cirlib.report import format_mean_std, mean_std
@@ -117,7 +118,9 @@ def compare(
     Returns
     -------
     ``{method name: {seed: evaluate() dict}}`` on ``eval_split`` (percentages; ``"all"`` plus
-    the ``edit_type`` and ``granularity`` breakdowns where the split has them).
+    the ``edit_type`` and ``granularity`` breakdowns where the split has them). Each dict is a
+    :class:`~cirlib.eval.query_ranks.RankedEvaluation`: it also carries the per-query ranks,
+    which :func:`write_results` stores for :mod:`cirlib.verdict`.
 
     Introduced in chapter "Comparing the methods".
     """
@@ -146,7 +149,7 @@ def compare(
             )
             gallery = spec.gallery(model, test_f) if spec.gallery is not None else None
             results[spec.name][seed] = evaluate(
-                spec.queries(model, test_f), test_f, test_s, gallery=gallery
+                spec.queries(model, test_f), test_f, test_s, gallery=gallery, keep_ranks=True
             )
     return results
 
@@ -321,6 +324,43 @@ def code_version() -> dict:
     }
 
 
+def per_query_record(results: Results) -> dict | None:
+    """The compact per-query part of the results file, or None when no run kept its ranks.
+
+    ``{"format", "n_queries", "groups": {key: {"labels", "codes"}}, "ranks": {method: {seed:
+    {"R" | "Rs" | "mR": text}}}}`` (:mod:`cirlib.eval.query_ranks`). Every run must have been
+    evaluated on the same queries: the labels of the first run stand for all of them.
+
+    Introduced in chapter "Comparing the methods".
+    """
+    ranked = {
+        name: {s: r for s, r in per_seed.items() if getattr(r, "ranks", None) is not None}
+        for name, per_seed in results.items()
+    }
+    ranked = {name: runs for name, runs in ranked.items() if runs}
+    if not ranked:
+        return None
+    first = next(iter(next(iter(ranked.values())).values()))
+    n = len(first.ranks["R"])
+    for name, runs in ranked.items():
+        for seed, r in runs.items():
+            if len(r.ranks["R"]) != n or r.groups != first.groups:
+                raise ValueError(
+                    f"{name} seed {seed} was evaluated on other queries than the first run "
+                    f"({len(r.ranks['R'])} vs {n}); per-query ranks can only be paired on one "
+                    "split"
+                )
+    return {
+        "format": RANK_FORMAT,
+        "n_queries": n,
+        "groups": encode_groups(first.groups),
+        "ranks": {
+            name: {str(s): encode_ranks(r.ranks) for s, r in runs.items()}
+            for name, runs in ranked.items()
+        },
+    }
+
+
 def results_record(
     results: Results,
     cfg,
@@ -329,7 +369,8 @@ def results_record(
 ) -> dict:
     """The JSON-ready record :func:`write_results` stores: profile, seeds, UTC date, code
     version, and per method its title, per-seed ``evaluate()`` dicts and the mean/std of the
-    overall metrics.
+    overall metrics; and, when the runs kept them (:func:`compare` does), the per-query ranks
+    under ``"per_query"`` (:func:`per_query_record`).
 
     Introduced in chapter "Comparing the methods".
     """
@@ -346,6 +387,7 @@ def results_record(
             },
         }
     seeds = sorted({s for per_seed in results.values() for s in per_seed})
+    per_query = per_query_record(results)
     return {
         "profile": cfg.name,
         "dataset": cfg.dataset,
@@ -355,6 +397,7 @@ def results_record(
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "methods": methods,
+        **({"per_query": per_query} if per_query is not None else {}),
         **dict(extra or {}),
     }
 

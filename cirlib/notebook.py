@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from cirlib.seed import deterministic, seed_everything
+from cirlib.threads import on_training_run
 
 _started: dict[str, float | str] = {}  # when setup_notebook ran, and under which profile
 _auto_threads = [False]  # setup_notebook chose the thread count from the free cores
@@ -30,6 +31,7 @@ def setup_notebook(cfg, threads: int | None = None) -> None:
         torch.set_num_threads(threads or _free_cores())
     # Chosen from the free cores: adapt_threads() (called by every training run) looks again.
     _auto_threads[0] = threads is None and cfg.device == "cpu"
+    on_training_run(adapt_threads)
     # open_clip logs a warning every time a toy model is built before its weights are loaded
     logging.getLogger().setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*deterministic.*")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-# Backbones named by methods.md (§2, §3, §5, §7, §12); None = the source does not say.
+# Backbones named by each paper and its released code; None = the source does not say.
 BACKBONES = {
     "CLIP4CIR": "CLIP RN50x4, fine-tuned + Combiner",
     "CaLa": "BLIP-2 or CLIP RN50x4 (CaLa has both; the row does not say)",

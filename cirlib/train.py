@@ -7,7 +7,10 @@
   state restored), giving the same result as an uninterrupted one;
 * writes the checkpoint atomically after every epoch, so a crash never leaves a torn file;
 * **guards against NaN/inf**: a non-finite loss stops training with a message that says what
-  to do, and the last good checkpoint stays on disk untouched;
+  is on disk and exactly what to run next, and the last good checkpoint (if an epoch finished)
+  stays on disk untouched;
+* a damaged checkpoint file raises :class:`DamagedCheckpointError` naming it and the command
+  that removes it;
 * uses mixed precision when asked (fp16 + gradient scaling on CUDA, bfloat16 on CPU), on any
   device;
 * **runs on several processes** with ``distributed=True`` under ``torchrun``: each rank takes a
@@ -19,9 +22,11 @@ Introduced in chapter "The Combiner baseline"; every method chapter reuses it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -32,10 +37,48 @@ import torch
 
 from cirlib.io import atomic_torch_save, exclusive
 from cirlib.progress import progress
+from cirlib.threads import recount_threads
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class DamagedCheckpointError(RuntimeError):
+    """A checkpoint file exists but cannot be read (truncated, empty, overwritten)."""
+
+
+def removal_advice(path: str | os.PathLike) -> str:
+    """How to delete ``path``, as a shell command and as a Python call (chapters run in Jupyter)."""
+    return f"`rm {shlex.quote(str(path))}` in a shell, or `Path({str(path)!r}).unlink()` in Python"
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location="cpu", *, weights_only: bool = False
+) -> dict:
+    """Read a checkpoint (a dict saved with ``torch.save``): :func:`fit`'s, or the toy encoder's
+    pretraining checkpoint (``weights_only=True``).
+
+    Raises
+    ------
+    DamagedCheckpointError
+        When the file cannot be read as a checkpoint; the message names the file and says how
+        to remove it. A checkpoint is a training result, so it is never deleted behind the
+        reader's back (a feature cache, being derived data, is rebuilt instead).
+    """
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=weights_only)
+        if not isinstance(state, dict):
+            raise ValueError(f"it holds a {type(state).__name__}, not a checkpoint's dict")
+    except (PermissionError, FileNotFoundError, IsADirectoryError):
+        raise  # not the file's bytes (the reader raises OSError(EINVAL) on a truncated one)
+    except Exception as err:  # the zip reader and the unpickler raise many kinds on bad bytes
+        raise DamagedCheckpointError(
+            f"checkpoint {path} is damaged and cannot be read ({type(err).__name__}: {err}). "
+            f"Delete it with {removal_advice(path)}, then run again: the run is retrained "
+            "from its first epoch."
+        ) from None
+    return state
 
 
 @dataclass
@@ -58,7 +101,7 @@ def checkpoint_epoch(checkpoint: str | os.PathLike | None) -> int:
     """
     if checkpoint is None or not Path(checkpoint).exists():
         return 0
-    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"])
+    return int(load_checkpoint(checkpoint)["epoch"])
 
 
 def _fused_adam_ok(model: torch.nn.Module) -> bool:
@@ -91,8 +134,7 @@ def trained_with(checkpoint: str | os.PathLike) -> list[dict]:
 
     Introduced in chapter "Comparing the methods".
     """
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    return list(state.get("trained_with", []))
+    return list(load_checkpoint(checkpoint).get("trained_with", []))
 
 
 def seconds_per_step(
@@ -132,6 +174,36 @@ def seconds_per_step(
             step(idx)
         best = min(best, (time.perf_counter() - start) / len(batches))
     return best
+
+
+def _non_finite_advice(
+    value: float, epoch: int, batch: int, path: Path | None, saved_epochs: int, lr: float, amp: bool
+) -> str:
+    """What a non-finite loss leaves on disk and what to run next, as true as the run's state.
+
+    The learning rate is part of a checkpoint's settings (:func:`fit` refuses to resume one at
+    another rate), so a lower rate means deleting the checkpoint and training from epoch 1;
+    mixed precision is not, so turning it off resumes from the last saved epoch.
+    """
+    lower = f"a lower learning rate (e.g. lr={lr / 10:g} instead of {lr:g})"
+    text = f"loss is {value} at epoch {epoch + 1}, batch {batch + 1}. Nothing was saved for it. "
+    if path is None:
+        return text + f"This run keeps no checkpoint: run it again with {lower}."
+    if saved_epochs == 0:
+        text += f"No checkpoint was written ({path} does not exist): run again with {lower}"
+        return text + (", or with mixed precision off (amp=False)." if amp else ".")
+    text += (
+        f"The last good checkpoint, {path}, holds epoch {saved_epochs} at lr={lr:g}. "
+        "It cannot continue at another learning rate (the rate is part of its settings): to "
+        f"retrain with {lower}, delete it first ({removal_advice(path)}) or give the new run "
+        "its own checkpoint path"
+    )
+    if amp:
+        text += (
+            f"; or run again with mixed precision off (amp=False), which resumes from epoch "
+            f"{saved_epochs}"
+        )
+    return text + "."
 
 
 def _process_group() -> bool:
@@ -186,9 +258,7 @@ def fit(
     """
     device = torch.device(device)
     if device.type == "cpu":
-        from cirlib.notebook import adapt_threads
-
-        adapt_threads()  # a chapter's free cores, counted again for this run
+        recount_threads()  # a chapter's free cores, counted again for this run
     model.to(device)
     segment = _environment(device)
     fingerprint = settings_fingerprint(
@@ -219,11 +289,11 @@ def fit(
     lock = path is not None and not (distributed and _process_group())
     with exclusive(path) if lock else nullcontext():
         if path is not None and path.exists():
-            state = torch.load(path, map_location=device, weights_only=False)
+            state = load_checkpoint(path, map_location=device)
             if state.get("fingerprint") != fingerprint:
                 raise ValueError(
-                    f"checkpoint {path} was written with other settings; delete it to retrain, or "
-                    "give this run its own checkpoint path"
+                    f"checkpoint {path} was written with other settings; delete it to retrain "
+                    f"({removal_advice(path)}), or give this run its own checkpoint path"
                 )
             model.load_state_dict(state["model"])
             history = state["history"]
@@ -278,16 +348,8 @@ def fit(
                 with torch.autocast(device.type, dtype=dtype, enabled=amp):
                     loss = loss_fn(train_model, idx)
                 if not torch.isfinite(loss):
-                    where = f"epoch {epoch + 1}, batch {b + 1}"
-                    kept = (
-                        f"the last good checkpoint ({path}, epoch {start + trained})"
-                        if path
-                        else ""
-                    )
                     raise NonFiniteLossError(
-                        f"loss is {loss.item()} at {where}. Nothing was saved for this epoch"
-                        f"{'; ' + kept + ' is kept' if kept else ''}. Lower the learning rate "
-                        "(or turn off mixed precision) and run again."
+                        _non_finite_advice(loss.item(), epoch, b, path, start + trained, lr, amp)
                     )
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -328,3 +390,102 @@ def fit(
                 break
         model.eval()
         return FitResult(model, history, path, trained)
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What a method's ``loss(features, settings, run)`` may need besides its settings.
+
+    Attributes
+    ----------
+    epochs : the run's length (a schedule's horizon).
+    batches_per_epoch : batches :func:`fit` makes per epoch, ``max(1, n // batch_size)``.
+    start_epoch : epochs already in the checkpoint (a resumed run continues its schedules).
+    seed : the run's seed.
+    split : the training :class:`~cirlib.data.records.CIRSplit`, or None.
+    device : where the features go.
+    options : the run-only options the method's spec accepts (``MethodSpec.run_options``).
+    """
+
+    epochs: int
+    batches_per_epoch: int
+    start_epoch: int = 0
+    seed: int = 0
+    split: object | None = None
+    device: str | torch.device = "cpu"
+    options: dict = field(default_factory=dict)
+
+
+def train_method(
+    spec,
+    train_features,
+    cfg,
+    *,
+    seed: int,
+    split=None,
+    checkpoint: str | os.PathLike | None = None,
+    settings=None,
+    epochs: int | None = None,
+    eval_fn: Callable[[torch.nn.Module], dict] | None = None,
+    distributed: bool = False,
+    stop_after_epoch: int | None = None,
+    **options,
+) -> FitResult:
+    """Train any registered method (a :class:`cirlib.methods.spec.MethodSpec`) on cached
+    features: the one training call every method shares.
+
+    ``settings`` (default: the spec's ``Settings()``) with ``options`` replacing its fields; an
+    option that is neither a setting nor one of the spec's ``run_options`` is refused. Then:
+    seed, ``spec.build``, ``spec.loss`` with a :class:`TrainingRun`, and :func:`fit` on the
+    profile's batch size, learning rate and epochs (``epochs`` overrides them), with
+    ``spec.record(settings)`` as the checkpoint's settings. ``distributed=True`` under
+    torchrun trains on all ranks over the global batch; it is not a setting of the run, so the
+    checkpoint is the one a one-process run would load.
+
+    Introduced in chapter "Comparing the methods".
+    """
+    if spec.needs_split and split is None:
+        raise ValueError(
+            f"{spec.title} trains with split=<the training CIRSplit> (its loss reads the split)"
+        )
+    fields = {f.name for f in dataclasses.fields(spec.settings)}
+    run_options = {k: options.pop(k) for k in list(options) if k in spec.run_options}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        known = sorted(fields | set(spec.run_options))
+        raise ValueError(f"unknown {spec.title} option(s) {unknown}; known: {known}")
+    chosen = dataclasses.replace(settings if settings is not None else spec.settings(), **options)
+    if spec.complete is not None:
+        chosen = spec.complete(train_features, chosen)
+    torch.manual_seed(seed)
+    model = spec.build(train_features, chosen)
+    if distributed and spec.frozen_for_ddp is not None:
+        for module in spec.frozen_for_ddp(model, chosen):
+            module.requires_grad_(False)
+    n = len(train_features.texts)
+    run = TrainingRun(
+        epochs=epochs or cfg.epochs,
+        batches_per_epoch=max(1, n // cfg.batch_size),
+        start_epoch=checkpoint_epoch(checkpoint),
+        seed=seed,
+        split=split,
+        device=cfg.device,
+        options=run_options,
+    )
+    return fit(
+        model,
+        spec.loss(train_features, chosen, run),
+        n,
+        epochs=run.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=seed,
+        checkpoint=checkpoint,
+        settings=spec.record(chosen),
+        device=cfg.device,
+        amp=cfg.amp,
+        eval_fn=eval_fn,
+        stop_after_epoch=stop_after_epoch,
+        desc=f"{spec.title} seed {seed}",
+        distributed=distributed,
+    )

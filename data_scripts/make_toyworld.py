@@ -1,10 +1,16 @@
-"""Generate the offline toy world of a run profile (images + CIRR and FashionIQ layouts).
+"""Generate the offline toy world of a run profile, exported in the real CIRR and FashionIQ formats.
 
     python data_scripts/make_toyworld.py --profile toy
 
 The world lands under ``$CIRLIB_DATA_DIR/toyworld/`` (default ``~/.cache/cirlib``); running it
 again reuses a finished world. Chapters call the same function, so this script is only needed
-to prepare data ahead of time or to look at the files.
+to prepare data ahead of time, to look at the files, or to install the exports as the real
+datasets are installed (the script prints the two commands)::
+
+    python data_scripts/prepare_data.py cirr <world>/cirr_dataset
+    python data_scripts/prepare_data.py fashioniq <world>/fashionIQ_dataset
+
+``<world>/private/`` holds what the real releases keep back (test targets, the toy's labels).
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ def main(argv=None) -> int:
     manifest = json.loads((world / "manifest.json").read_text())
     print(f"{world} ({time.time() - t0:.1f} s)")
     print(json.dumps({k: manifest[k] for k in ("images", "queries")}))
+    print("install the exports as the real datasets are installed:")
+    print(f"  python data_scripts/prepare_data.py cirr {world / 'cirr_dataset'}")
+    print(f"  python data_scripts/prepare_data.py fashioniq {world / 'fashionIQ_dataset'}")
     return 0
 
 

@@ -12,9 +12,13 @@ One command per dataset (``cirr``, ``fashioniq``, ``fashion200k``, ``shoes``; th
    copied, images are symbolic links to your files (``--copy`` copies them, e.g. from a mounted
    Drive to the local disk of a Colab runtime);
 3. loads every split of the temporary folder with the book's loader (so a malformed annotation
-   file is reported now, naming file and entry, not in the middle of training), writes
+   file is reported now, naming file and entry, not in the middle of training), decodes every
+   image the splits use once (a progress bar; a truncated or undecodable file is named), writes
    ``manifest.json`` last and renames the folder into place. An interrupted run leaves no
    half-prepared dataset behind.
+
+``--check`` runs the same steps 1-3 in a temporary folder (links only) and installs nothing: a
+dataset it calls complete is one the install accepts.
 
 Exit status: 0 when the dataset is installed (or, with ``--check``, would be), 1 when a part is
 missing or malformed or the destination is in the way, 2 for a wrong command line.
@@ -52,6 +56,7 @@ from cirlib.data.fashion200k import (
     read_fashion200k_labels,
 )
 from cirlib.data.fashioniq import FASHIONIQ_CATEGORIES, load_fashioniq
+from cirlib.data.image_check import undecodable_images
 from cirlib.data.records import DatasetError, read_json
 from cirlib.data.shoes import SHOES_CAPTIONS_FILE, SHOES_SPLIT_FILES, load_shoes, read_image_names
 from cirlib.paths import data_root
@@ -132,6 +137,8 @@ class Plan:
     links: dict[str, Path] = field(default_factory=dict)  # destination (relative) -> file/folder
     sources: dict[str, str] = field(default_factory=dict)
     verify: Callable[[Path], list[str]] | None = None  # loads the built folder, returns a summary
+    # image files the loaded splits use (filled by verify), decoded once after it
+    image_files: set[Path] = field(default_factory=set)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -161,7 +168,12 @@ def _split_summary(name: str, loaded) -> str:
     return f"{name}: {len(loaded):,} queries, gallery {len(loaded.gallery):,} images"
 
 
-def _verify_splits(load: Callable, splits, **kwargs) -> Callable[[Path], list[str]]:
+def _record_images(plan: Plan, loaded) -> None:
+    """Remember the image files a loaded split uses, for the decoding pass."""
+    plan.image_files.update(p for p in loaded.image_paths.values() if os.path.lexists(p))
+
+
+def _verify_splits(plan: Plan, load: Callable, splits, **kwargs) -> Callable[[Path], list[str]]:
     """A plan's ``verify``: load every split of the staged dataset with its real loader and
     report its size, plus the loader's warnings as notes."""
 
@@ -169,6 +181,7 @@ def _verify_splits(load: Callable, splits, **kwargs) -> Callable[[Path], list[st
         lines = []
         for split in splits:
             loaded, notes = _quietly(load, root, split, **kwargs)
+            _record_images(plan, loaded)
             lines.append(_split_summary(split, loaded))
             lines += [f"  note: {n}" for n in notes]
         return lines
@@ -252,6 +265,8 @@ def plan_cirr(source: Path, images: Path | None, args) -> Plan:
             loaded = load_cirr(
                 root, split, check_images=not (args.annotations_only or args.allow_missing_images)
             )
+            if not args.annotations_only:
+                _record_images(plan, loaded)
             lines.append(_split_summary(split, loaded))
         return lines
 
@@ -337,6 +352,8 @@ def plan_fashioniq(source: Path, images: Path | None, args) -> Plan:
                         f"image missing), nothing left to train or evaluate on"
                     )
                     continue
+                if not args.annotations_only:
+                    _record_images(plan, loaded)
                 dropped = len(full) - len(loaded)
                 lines.append(
                     f"{category}/{split}: {len(loaded):,} queries"
@@ -401,7 +418,7 @@ def plan_fashion200k(source: Path, images: Path | None, args) -> Plan:
                 )
             )
 
-    plan.verify = _verify_splits(load_fashion200k, ("train", "test"), missing_images=mode)
+    plan.verify = _verify_splits(plan, load_fashion200k, ("train", "test"), missing_images=mode)
     return plan
 
 
@@ -447,7 +464,7 @@ def plan_shoes(source: Path, images: Path | None, args) -> Plan:
                 )
             )
 
-    plan.verify = _verify_splits(load_shoes, SHOES_SPLIT_FILES, missing_images=mode)
+    plan.verify = _verify_splits(plan, load_shoes, SHOES_SPLIT_FILES, missing_images=mode)
     return plan
 
 
@@ -468,11 +485,76 @@ PLANNERS = {
 # ----------------------------------------------------------------------------- installing
 
 
+def _stage(plan: Plan, tmp: Path, *, copy_images: bool) -> list[str]:
+    """Build the dataset in ``tmp``, load it with the loader and decode its images.
+
+    Returns the loader's summary lines; raises :class:`LayoutError` naming the user's files when
+    the loader rejects them or an image does not decode.
+    """
+    for rel, src in plan.copies.items():
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, tmp / rel)  # not copy2: a read-only source stays replaceable
+    for rel, src in plan.links.items():
+        target = tmp / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not copy_images:
+            # abspath, not resolve: one stat-free call per file (FashionIQ links ~74k).
+            os.symlink(os.path.abspath(src), target)
+        elif src.is_dir():
+            shutil.copytree(src, target)
+        else:
+            shutil.copyfile(src, target)
+    try:
+        summary = plan.verify(tmp) if plan.verify else []
+    except DatasetError as err:
+        # Loader messages name the temporary copy: point at the user's file instead.
+        message = str(err)
+        for rel, src in plan.copies.items():
+            message = message.replace(str(tmp / rel), str(src))
+        raise LayoutError(f"the {plan.dataset} loader rejects the files: {message}") from None
+    files = sorted(plan.image_files)
+    bad = undecodable_images(files, desc=f"{plan.dataset}: decoding images")
+    if bad:
+        # name the user's files, not the links in the temporary folder
+        shown = [
+            f"{os.path.realpath(p)} ({reason.replace(str(p), 'the file')})"
+            for p, reason in bad[:10]
+        ]
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        fix = (
+            "delete them (FashionIQ then counts them as missing, which it accepts)"
+            if plan.dataset == "fashioniq"
+            else "delete them and pass --allow-missing-images"
+        )
+        raise LayoutError(
+            f"{len(bad):,} of {len(files):,} {plan.dataset} images do not decode: "
+            + "; ".join(shown)
+            + f"{more}. Download these files again (a truncated download is the usual cause), "
+            f"or {fix}"
+        )
+    if files:
+        summary.append(f"{len(files):,} images decoded")
+    return summary
+
+
+def check(plan: Plan, *, scratch: Path | None = None) -> list[str]:
+    """Everything :func:`install` checks, in a temporary folder, installing nothing.
+
+    Returns the loader's summary lines; raises :class:`LayoutError` as :func:`install` does.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=f".{plan.dataset}.checking-", dir=scratch))
+    try:
+        return _stage(plan, tmp, copy_images=False)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def install(plan: Plan, dest: Path, *, copy_images: bool, force: bool) -> list[str]:
     """Build ``dest`` in a temporary sibling folder, verify it with the loader, rename it in.
 
-    Returns the loader's summary lines. Raises :class:`LayoutError` when ``dest`` is in the way
-    or the loader rejects the files; the temporary folder is removed in every case.
+    Returns the loader's summary lines. Raises :class:`LayoutError` when ``dest`` is in the way,
+    the loader rejects the files or an image does not decode; the temporary folder is removed in
+    every case.
     """
     _check_destination(dest, force)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -481,27 +563,7 @@ def install(plan: Plan, dest: Path, *, copy_images: bool, force: bool) -> list[s
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the dataset folder need not be
     try:
-        for rel, src in plan.copies.items():
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, tmp / rel)  # not copy2: a read-only source stays replaceable
-        for rel, src in plan.links.items():
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not copy_images:
-                # abspath, not resolve: one stat-free call per file (FashionIQ links ~74k).
-                os.symlink(os.path.abspath(src), target)
-            elif src.is_dir():
-                shutil.copytree(src, target)
-            else:
-                shutil.copyfile(src, target)
-        try:
-            summary = plan.verify(tmp) if plan.verify else []
-        except DatasetError as err:
-            # Loader messages name the temporary copy: point at the user's file instead.
-            message = str(err)
-            for rel, src in plan.copies.items():
-                message = message.replace(str(tmp / rel), str(src))
-            raise LayoutError(f"the {plan.dataset} loader rejects the files: {message}") from None
+        summary = _stage(plan, tmp, copy_images=copy_images)
         manifest = {
             "dataset": plan.dataset,
             "prepared_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -588,11 +650,18 @@ def main(argv=None, dataset: str | None = None) -> int:
     images = args.images.expanduser() if args.images else None
     dest = (args.dest.expanduser() if args.dest else data_root() / args.dataset).absolute()
     print(f"{args.dataset}: checking {source}" + (f" (images: {images})" if images else ""))
-    if not source.is_dir():
-        print(f"error: source folder {source} does not exist", file=sys.stderr)
-        return 1
-    if images is not None and not images.is_dir():
-        print(f"error: image folder {images} does not exist", file=sys.stderr)
+    for what, given in (("source folder", source), ("image folder", images)):
+        if given is None or given.is_dir():
+            continue
+        if given.is_file():
+            print(
+                f"error: the {what} {given} is a file, not a folder: if it is a downloaded "
+                f"archive, extract it first (e.g. `mkdir -p DIR && tar -xf {given} -C DIR` or "
+                f"`unzip {given} -d DIR`) and give the extracted folder",
+                file=sys.stderr,
+            )
+        else:
+            print(f"error: {what} {given} does not exist", file=sys.stderr)
         return 1
     for given in (source, images):
         # Installing replaces dest: links into it would dangle once the old copy is removed.
@@ -621,7 +690,17 @@ def main(argv=None, dataset: str | None = None) -> int:
         return 1
     print(f"  found {len(plan.copies)} annotation files and {len(plan.links):,} image entries")
     if args.check:
-        print(f"{args.dataset}: complete; --check given, so nothing was installed")
+        try:
+            summary = check(plan)
+        except LayoutError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        for line in summary:
+            print(f"  {line}")
+        print(
+            f"{args.dataset}: complete, and the loader accepts it; --check given, so nothing was "
+            f"installed"
+        )
         return 0
     try:
         summary = install(plan, dest, copy_images=args.copy, force=args.force)

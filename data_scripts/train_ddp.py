@@ -3,10 +3,11 @@
     torchrun --nproc_per_node=2 data_scripts/train_ddp.py --method mapnet --profile smoke
     torchrun --nproc_per_node=4 data_scripts/train_ddp.py --method combiner --profile paper
 
-``--method`` is one of the book's methods (combiner, mgur, cala, mapnet, dqe). Every rank encodes
+``--method`` is any registered method (``cirlib.methods.registered()``: combiner, mgur, cala,
+mapnet, dqe, mgur_rp, ...). Every rank encodes
 nothing twice: rank 0 prepares the data and fills the feature cache, the others wait and then
-read it. The method trains through its chapter's own recipe (``cirlib.registry``: the chapter's
-options, and for MAPNet off the toy world the README's learning rate, batch size and epochs)
+read it. The method trains through its spec (``MethodSpec.train``: the chapter's settings and
+budget, e.g. for MAPNet off the toy world the README's learning rate, batch size and epochs)
 with ``distributed=True``: each rank trains on its slice of every global batch (the batch size
 must be a multiple of the number of processes) and the recipe's loss gathers everything that
 spans the batch from all ranks, so the objective is the one-process objective over the whole
@@ -40,15 +41,16 @@ from cirlib.data.registry import load_splits
 from cirlib.distributed import barrier, init_distributed
 from cirlib.eval.evaluate import evaluate
 from cirlib.io import atomic_write_json
+from cirlib.methods import registered
 from cirlib.models.backbone import load_backbone
 from cirlib.paths import subdir
-from cirlib.registry import METHODS, checkpoint_path, get_method, training_profile
-from cirlib.train import checkpoint_epoch
+from cirlib.registry import checkpoint_path, get_method, training_profile
+from cirlib.train import checkpoint_epoch, load_checkpoint
 
 
 def _parse(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", choices=list(METHODS), default="combiner")
+    parser.add_argument("--method", choices=list(registered()), default="combiner")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -76,8 +78,9 @@ def run_plan(method: str, cfg, world_size: int, epochs: int | None = None):
     tag = "main"
     if epochs is not None:
         train_cfg = dataclasses.replace(train_cfg, epochs=epochs)
-        if method == "mapnet":
-            options["epochs"] = epochs  # train_mapnet's own override of the README's budget
+        # train_method's own override, applied after the method's budget (MAPNet's paper
+        # budget sets its epochs)
+        options["epochs"] = epochs
         tag = f"ddp-e{epochs}"
     if train_cfg.batch_size % world_size:
         multiples = [w for w in range(1, train_cfg.batch_size + 1) if train_cfg.batch_size % w == 0]
@@ -144,7 +147,7 @@ def main(argv=None) -> None:
     )
     seconds = time.perf_counter() - start
     if ctx.is_main:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = load_checkpoint(ckpt)
         test = feats["test"]
         gallery = spec.gallery(head, test) if spec.gallery is not None else None
         metrics = evaluate(spec.queries(head, test), test, splits["test"], gallery=gallery)

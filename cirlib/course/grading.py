@@ -1,9 +1,19 @@
 """Grade a student's loss function against the library's: same inputs, same value, same gradient.
 
-    >>> from cirlib.course import grade
-    >>> report = grade(my_relaxed_proximity_loss, "relaxed_proximity_loss")
-    >>> print(report)          # one line per case: pass/fail, max |error|, input shapes
-    >>> assert report.passed
+A student's function is graded against the reference (here a correct one, with the same
+signature, and one that forgets the mean, which fails):
+
+>>> from cirlib.course import grade
+>>> def my_margin_ranking_loss(positive, negatives, margin=0.1):
+...     return (margin - positive[:, None] + negatives).clamp_min(0).mean()
+>>> grade(my_margin_ranking_loss, "margin_ranking_loss").passed
+True
+>>> def summed(positive, negatives, margin=0.1):
+...     return (margin - positive[:, None] + negatives).clamp_min(0).sum()
+>>> grade(summed, "margin_ranking_loss").passed
+False
+
+``print(report)`` shows one line per case: pass/fail, the largest errors, the input shapes.
 
 Each exercise runs the student's function and the reference on the same seeded inputs: random
 batches of several shapes and the edge cases where hand-written losses usually break (a batch of

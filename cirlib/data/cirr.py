@@ -11,12 +11,16 @@ An image file is ``(image_root or root) / <relative path>``; pass ``image_root``
 live somewhere else than the annotations. The official splits are ``train``, ``val`` and
 ``test1``; test1 entries carry no ``target_hard``.
 
-The book's offline toy world exports exactly this layout, plus one optional key per caption
-entry, ``"toy": {"valid_targets": [names], "edit_type": str, "granularity": "fine"|"coarse", ...}``:
+The book's offline toy world exports exactly this format (CLIP4Cir's nesting: ``cirr_dataset/cirr/``
+beside ``cirr_dataset/{train,dev,test1}/``; see :mod:`cirlib.toyworld.world`), with no extra
+field: its labels and test1 targets live in private files that :func:`cirlib.data.toy.load_toy`
+adds. An optional key per caption entry is still read, for hand-made files,
+``"toy": {"valid_targets": [names], "edit_type": str, "granularity": "fine"|"coarse", ...}``:
 ``valid_targets`` becomes :attr:`Triplet.valid_targets` and the rest goes into :attr:`Triplet.meta`.
 Real CIRR files have no such key.
 
-Field-by-field format: ``shared/research/methods.md`` section 9.1. Introduced in the data chapter.
+Field-by-field format: the CIRR repository's README (Liu et al., 2021). Introduced in the data
+chapter.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cirlib.data.records import CIRSplit, DatasetError, Triplet, read_entry_list, read_json
+from cirlib.data.records import (
+    CIRSplit,
+    DatasetError,
+    Triplet,
+    moved_download_hint,
+    read_entry_list,
+    read_json,
+)
 
 __all__ = ["load_cirr"]
 
@@ -37,10 +48,14 @@ _SETUP_HINT = (
     '(book/setup.md, section "Preparing a dataset")'
 )
 _FIX_HINT = (
-    "the file is damaged or not in the CIRR rc2 format: re-export it "
-    "(`python data_scripts/make_toyworld.py --profile toy`) or restore the original CIRR file "
-    "and install it again with `python data_scripts/prepare_cirr.py <downloaded folder> --force` "
-    '(book/setup.md, section "Preparing a dataset")'
+    "the file is damaged or not in the CIRR rc2 format. In a toy world (a folder toyworld-<id> "
+    "under $CIRLIB_DATA_DIR/toyworld), delete that folder and run `python "
+    "data_scripts/make_toyworld.py --profile toy` again (it reuses a finished world, so running "
+    "it without deleting the folder keeps the damaged file); for real CIRR, restore the file from "
+    "the release, check the download with `python data_scripts/prepare_cirr.py <downloaded "
+    "folder> --check` (it runs these same checks) and install it again with `python "
+    'data_scripts/prepare_cirr.py <downloaded folder> --force` (book/setup.md, section "Preparing '
+    'a dataset")'
 )
 
 
@@ -127,7 +142,8 @@ def load_cirr(
             raise DatasetError(
                 f"{len(missing)} of {len(image_paths)} image files of CIRR split {split!r} are "
                 f"missing under {base} (first: {', '.join(missing[:5])}; expected e.g. "
-                f"{image_paths[missing[0]]}); CIRR images come from NLVR2 on request: "
+                f"{image_paths[missing[0]]}); {moved_download_hint(image_paths[missing[0]], 'cirr')}"
+                "CIRR images come from NLVR2 on request: "
                 f"check them with `python data_scripts/prepare_cirr.py <folder> --images "
                 f'<NLVR2 folder> --check` (book/setup.md, section "Preparing a dataset"); '
                 f"for the toy world run "

@@ -12,7 +12,7 @@ Categories are ``dress``, ``jacket``, ``pants``, ``skirt`` and ``top``; ``image_
 relative to the root (``women/...``) and is the image's name in the split. The caption is a short
 attribute-word product description.
 
-Evaluation convention (``shared/research/methods.md`` sections 8.3 and 9.3):
+Evaluation convention (MGUR's evaluator, inherited from TIRG, Vo et al., 2019):
 
 * Gallery: every image of the ``*_test_detect_all.txt`` files (a path listed twice is kept once).
 * Queries: the lines of ``test_queries.txt``. The query text is generated from the two captions

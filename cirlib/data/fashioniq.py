@@ -5,14 +5,15 @@ On-disk layout (the official annotation release plus the CLIP4Cir flat image fol
     <root>/
       captions/cap.<category>.<split>.json        list of {candidate, target, captions: [c1, c2]}
       image_splits/split.<category>.<split>.json  list of image names (ASINs)
-      images/<name>.jpg                           flat folder (the toy export writes .png)
+      images/<name>.jpg                           flat folder (CLIP4Cir's layout)
 
 ``candidate`` is the reference image; test files have no ``target``. The book's toy world exports
-the same layout; like its CIRR export it may add an optional ``"toy"`` key per entry
+the same format (``fashionIQ_dataset/``, ASIN-like names, JPEGs; its labels in private files, see
+:func:`cirlib.data.toy.load_toy_fashioniq`). An optional ``"toy"`` key per entry is still read
 (``valid_targets`` -> :attr:`Triplet.valid_targets`, the rest -> :attr:`Triplet.meta`).
 
-Two evaluation protocols exist (``shared/research/methods.md`` section 8.2), and their numbers
-must not share a table:
+Two evaluation protocols exist (CLIP4Cir's, also used by SPRC and CaLa, and CoSMo's, used by
+MGUR), and their numbers must not share a table:
 
 * ``"clip4cir"`` (CLIP4Cir, SPRC, CaLa): the gallery is every image of the split file.
 * ``"cosmo"`` (CoSMo, MGUR): the gallery is the union of the candidates and targets of the
@@ -38,7 +39,14 @@ from cirlib.data.missing_images import (
     apply_missing_images,
     resolve_missing_mode,
 )
-from cirlib.data.records import CIRSplit, DatasetError, Triplet, read_entry_list, read_json
+from cirlib.data.records import (
+    CIRSplit,
+    DatasetError,
+    Triplet,
+    moved_image_hint,
+    read_entry_list,
+    read_json,
+)
 
 __all__ = [
     "FASHIONIQ_CATEGORIES",
@@ -51,7 +59,7 @@ __all__ = [
 
 FASHIONIQ_CATEGORIES = ("dress", "shirt", "toptee")
 FASHIONIQ_PROTOCOLS = ("clip4cir", "cosmo")
-# Real FashionIQ images are .jpg; the toy export writes .png. A .png wins when both exist.
+# Real FashionIQ images are .jpg; some mirrors hold .png copies. A .png wins when both exist.
 _IMAGE_EXTENSIONS = (".png", ".jpg")
 _DEFAULT_EXTENSION = ".jpg"
 
@@ -66,10 +74,14 @@ _MISSING_HINT = (
     '--check` (book/setup.md, section "Preparing a dataset")'
 )
 _FIX_HINT = (
-    "the file is damaged or not in the FashionIQ format: re-export it "
-    "(`python data_scripts/make_toyworld.py --profile toy`) or restore the original FashionIQ "
-    "file and install it again with `python data_scripts/prepare_fashioniq.py <downloaded "
-    'folder> --force` (book/setup.md, section "Preparing a dataset")'
+    "the file is damaged or not in the FashionIQ format. In a toy world (a folder toyworld-<id> "
+    "under $CIRLIB_DATA_DIR/toyworld), delete that folder and run `python "
+    "data_scripts/make_toyworld.py --profile toy` again (it reuses a finished world, so running "
+    "it without deleting the folder keeps the damaged file); for real FashionIQ, restore the file "
+    "from the release, check the download with `python data_scripts/prepare_fashioniq.py "
+    "<downloaded folder> --check` (it runs these same checks) and install it again with `python "
+    "data_scripts/prepare_fashioniq.py <downloaded folder> --force` (book/setup.md, section "
+    '"Preparing a dataset")'
 )
 
 
@@ -92,7 +104,7 @@ def _join(first: str, second: str) -> str:
 
 
 def fashioniq_validation_caption(c1: str, c2: str) -> str:
-    """The query text used at evaluation: ``"C1 and c2"`` (methods.md section 2.2).
+    """The query text used at evaluation: ``"C1 and c2"`` (CLIP4Cir, Baldrati et al., 2023).
 
     Both captions are cleaned with :func:`clean_fashioniq_caption`; only the first word of the
     joined text is capitalised. When one caption is empty after cleaning (3 of the 6,016 real
@@ -107,8 +119,8 @@ def fashioniq_validation_caption(c1: str, c2: str) -> str:
 def fashioniq_training_caption(c1: str, c2: str, rng: random.Random) -> str:
     """Draw one training text uniformly from ``"C1 and c2"``, ``"C2 and c1"``, ``"C1"``, ``"C2"``.
 
-    The SPRC/CaLa/CLIP4Cir augmentation of methods.md section 2.2; ``rng`` makes it
-    reproducible. Inputs are the captions (cleaning again is harmless); an empty caption falls
+    The SPRC/CaLa/CLIP4Cir caption augmentation (Baldrati et al., 2023, released code);
+    ``rng`` makes it reproducible. Inputs are the captions (cleaning again is harmless); an empty caption falls
     back to the other one, as in :func:`fashioniq_validation_caption`.
     """
     choice = rng.randrange(4)
@@ -227,12 +239,20 @@ def load_fashioniq(
 
     found = {name: find(name) for name in gallery}
     name = f"fashioniq/{category}/{split}/{protocol}"
+    if mode != "ignore":
+        # the listing shows links whose download was moved away as files: stat one of them
+        first = next((path for path in found.values() if path is not None), None)
+        if first is not None and not first.exists():
+            hint = moved_image_hint(image_dir, first.stem, "fashioniq")
+            if hint:
+                raise DatasetError(f"FashionIQ image {first} is unreachable: {hint}")
     if mode == "error":
         missing = [n for n in gallery if found[n] is None]
         if missing:
             raise DatasetError(
                 f"{len(missing)} of {len(gallery)} images of FashionIQ {category}/{split} are "
-                f"missing in {image_dir} (first: {', '.join(missing[:5])}); pass "
+                f"missing in {image_dir} (first: {', '.join(missing[:5])}); "
+                f"{moved_image_hint(image_dir, missing[0], 'fashioniq')}pass "
                 f"missing_images='skip' to drop the queries and gallery images without a file; "
                 f"{_MISSING_HINT}"
             )

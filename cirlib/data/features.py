@@ -2,8 +2,12 @@
 
 Every method in the book trains on the *frozen* encoder's features (CLIP4Cir's stage 2), so the
 images and texts of a split are encoded once and reused by every chapter. The cache key hashes
-the encoder (name + weights) and the split's content (gallery names, captions), so a changed
-checkpoint or dataset never returns stale features; files are written atomically.
+everything the cache holds and everything it was computed from: the encoder (name + weights),
+the gallery's names, each query's reference, caption and target, whether token features are
+kept, and the images' bytes (:mod:`cirlib.data.image_digest`). A changed checkpoint, annotation
+or picture therefore never returns stale features. Files are written atomically; a damaged
+cache file (truncated, empty, not what the split needs) is reported and encoded again, since it
+is derived data.
 
 Introduced in chapter "The Combiner baseline".
 """
@@ -12,16 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from cirlib.data.image_digest import image_content_digest
 from cirlib.data.records import CIRSplit
-from cirlib.io import atomic_torch_save
+from cirlib.io import atomic_torch_save, exclusive
 from cirlib.models import backbone
 
-FORMAT_VERSION = 1
+# 2: the key also covers each query's target and the images' bytes (version 1 files could hold
+# stale targets or features of other pictures, so none of them is reused).
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -56,10 +64,44 @@ def encoder_id(name: str, pretrained, preprocess: str = "clip4cir") -> str:
 
 
 def split_fingerprint(split: CIRSplit) -> str:
+    """SHA-256 (hex, 16 characters) of the split's annotations as the cache stores them: the
+    gallery's names in order and each query's ``(reference, caption, target)``."""
     h = hashlib.sha256()
     h.update(json.dumps(split.gallery).encode())
-    h.update(json.dumps([(t.reference, t.caption) for t in split.triplets]).encode())
+    h.update(json.dumps([(t.reference, t.caption, t.target) for t in split.triplets]).encode())
     return h.hexdigest()[:16]
+
+
+def cache_key(split: CIRSplit, encoder: str, tokens: bool, image_digest: str) -> str:
+    """The feature cache's key: format version, encoder id, :func:`split_fingerprint`, the
+    token flag and the images' :func:`~cirlib.data.image_digest.image_content_digest`."""
+    key = [FORMAT_VERSION, encoder, split_fingerprint(split), bool(tokens), image_digest]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
+
+
+def _read_cache(path: Path, split: CIRSplit, tokens: bool) -> SplitFeatures | None:
+    """The cached features at ``path``, or None (after a warning) when the file is damaged or
+    does not fit ``split``."""
+    try:
+        feats = SplitFeatures(**torch.load(path, weights_only=True))
+        problem = None
+        if feats.images.shape[0] != len(split.gallery):
+            problem = f"{feats.images.shape[0]} image rows for {len(split.gallery)} images"
+        elif feats.texts.shape[0] != len(split.triplets):
+            problem = f"{feats.texts.shape[0]} text rows for {len(split.triplets)} queries"
+        elif tokens and feats.image_tokens is None:
+            problem = "no token features"
+    except (PermissionError, IsADirectoryError):
+        raise  # not the file's bytes (the reader raises OSError(EINVAL) on a truncated one)
+    except Exception as err:  # torch.load's reader and unpickler raise many kinds on bad bytes
+        problem = f"{type(err).__name__}: {err}"
+    if problem is None:
+        return feats
+    warnings.warn(
+        f"feature cache {path} is damaged ({problem}); encoding split {split.name!r} again",
+        stacklevel=3,
+    )
+    return None
 
 
 @torch.no_grad()
@@ -122,17 +164,27 @@ def cached_features(
 ) -> SplitFeatures:
     """Features of ``split`` from the cache, encoding and saving them on a miss.
 
-    ``encoder`` is :func:`encoder_id` of the model passed in; it is part of the key.
+    ``encoder`` is :func:`encoder_id` of the model passed in; it is part of the key
+    (:func:`cache_key`). The file is ``<cache_dir>/<split name>-<key>.pt``; the images' hashes
+    are remembered in ``<cache_dir>/image-digests/`` so a cache hit reads no image. Two
+    processes asking for the same missing entry encode it once: the second waits for the first
+    and loads its file. A damaged file is reported with a warning and encoded again.
     """
-    key = hashlib.sha256(
-        json.dumps([FORMAT_VERSION, encoder, split_fingerprint(split), tokens]).encode()
-    ).hexdigest()[:20]
+    cache_dir = Path(cache_dir)
     safe = split.name.replace("/", "_")
-    path = Path(cache_dir) / f"{safe}-{key}.pt"
-    if path.exists():
-        return SplitFeatures(**torch.load(path, weights_only=True))
-    feats = encode_split(
-        split, model, preprocess, tokenizer, tokens=tokens, batch_size=batch_size, device=device
-    )
-    atomic_torch_save(path, feats.as_dict())
+    # one memo per split and image location (the same split name exists in several worlds)
+    first = str(Path(next(iter(split.image_paths.values()), "")).absolute())
+    where = hashlib.sha256(first.encode()).hexdigest()[:12]
+    memo = cache_dir / "image-digests" / f"{safe}-{where}.json"
+    key = cache_key(split, encoder, tokens, image_content_digest(split, memo))
+    path = cache_dir / f"{safe}-{key}.pt"
+    with exclusive(path):
+        if path.exists():
+            feats = _read_cache(path, split, tokens)
+            if feats is not None:
+                return feats
+        feats = encode_split(
+            split, model, preprocess, tokenizer, tokens=tokens, batch_size=batch_size, device=device
+        )
+        atomic_torch_save(path, feats.as_dict())
     return feats

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from cirlib.data.records import DatasetError, Triplet
+from cirlib.data.records import DatasetError, Triplet, moved_download_hint, moved_image_hint
 
 __all__ = ["MISSING_IMAGE_MODES", "apply_missing_images", "resolve_missing_mode"]
 
@@ -41,6 +41,10 @@ def resolve_missing_mode(mode: str, folder: Path, dataset: str, setup_hint: str)
             f"unknown missing_images={mode!r}; choose one of {list(MISSING_IMAGE_MODES)}"
         )
     exists = folder.is_dir()
+    moved = moved_download_hint(folder, dataset.lower())
+    if mode != "ignore" and moved:
+        # a link to a moved download is not an annotation-only copy: never load it as one
+        raise DatasetError(f"{dataset} image folder {folder} is unreachable: {moved}")
     if mode == "auto":
         return "error" if exists else "ignore"
     if mode in ("error", "skip") and not exists:
@@ -91,8 +95,9 @@ def apply_missing_images(
     if mode == "error":
         raise DatasetError(
             f"{len(missing)} of {len(gallery)} images of {split_name} have no file in {folder} "
-            f"(first: {', '.join(missing[:5])}); pass missing_images='skip' to drop them and "
-            f"the queries that need them, or {error_hint}"
+            f"(first: {', '.join(missing[:5])}); {moved_image_hint(folder, missing[0])}"
+            f"pass missing_images='skip' to drop them and the queries that need them, or "
+            f"{error_hint}"
         )
     absent = set(missing)
     kept = []
@@ -110,7 +115,8 @@ def apply_missing_images(
         raise DatasetError(
             f"{split_name}: every one of its {len(triplets)} queries needs one of the "
             f"{len(missing)} images that have no file in {folder} (first: "
-            f"{', '.join(missing[:5])}); nothing is left to train or evaluate on: {error_hint}"
+            f"{', '.join(missing[:5])}); {moved_image_hint(folder, missing[0])}nothing is left "
+            f"to train or evaluate on: {error_hint}"
         )
     warnings.warn(
         f"{split_name}: {len(missing)} of {len(gallery)} gallery images have no file in "

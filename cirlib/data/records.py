@@ -6,7 +6,9 @@ never branches on the dataset.
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,49 @@ from PIL import Image, UnidentifiedImageError
 
 class DatasetError(ValueError):
     """Bad or missing dataset input. The message names the file or value and says how to fix it."""
+
+
+def dangling_link(path: str | os.PathLike) -> Path | None:
+    """The first of ``path`` and its parents that is a symbolic link to nothing, or None.
+
+    ``prepare_data.py`` links the images of an installed dataset to the downloaded folder
+    (unless ``--copy``): when that folder is moved or renamed, every image is "missing" although
+    nothing was deleted, and the message should say so.
+    """
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.is_symlink() and not p.exists():
+            return p
+    return None
+
+
+def moved_download_hint(path: str | os.PathLike, dataset: str = "<dataset>") -> str:
+    """A sentence explaining a missing ``path`` by a dangling link on its way, else ``""``."""
+    link = dangling_link(path)
+    if link is None:
+        return ""
+    return (
+        f"{link} is a link to {os.readlink(link)}, which no longer exists: the downloaded folder "
+        "was probably moved or renamed after the install. Put it back, or install the dataset "
+        f"again from its new place (`python data_scripts/prepare_data.py {dataset} <new folder> "
+        "--force`, with `--images` as before if you used it; add `--copy` so the install no "
+        "longer depends on the download). "
+    )
+
+
+def moved_image_hint(folder: str | os.PathLike, name: str, dataset: str = "<dataset>") -> str:
+    """:func:`moved_download_hint` for image ``name`` looked for in ``folder``: the folder may be
+    the dangling link, or the image's own file (``prepare_data.py`` links FashionIQ's images one
+    by one, under their name plus an extension)."""
+    folder = Path(folder)
+    hint = moved_download_hint(folder / name, dataset)
+    if hint:
+        return hint
+    for candidate in folder.glob(f"{glob.escape(name)}.*"):
+        hint = moved_download_hint(candidate, dataset)
+        if hint:
+            return hint
+    return ""
 
 
 def read_json(path: Path, fix_hint: str) -> Any:
@@ -111,8 +156,8 @@ class CIRSplit:
                 return im.convert("RGB")
         except FileNotFoundError:
             raise DatasetError(
-                f"image file {path} is missing; re-run the data_scripts command that prepared "
-                f"this dataset (see book/setup.md)"
+                f"image file {path} is missing; {moved_download_hint(path)}re-run the "
+                "data_scripts command that prepared this dataset (see book/setup.md)"
             ) from None
         except (UnidentifiedImageError, OSError) as err:
             raise DatasetError(

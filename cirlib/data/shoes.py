@@ -13,7 +13,7 @@ Discovery tree ``womens_*/<n>/img_womens_*.jpg``)::
 ``ImageName`` is the **target**, ``ReferenceImageName`` the reference; both are file names with
 their ``.jpg`` extension, and image names in this module keep it.
 
-Evaluation convention (``shared/research/methods.md`` sections 8.4 and 9.4):
+Evaluation convention (as MGUR evaluates Shoes, Guo et al., 2018):
 
 * Splits: ``"train"`` (``train_im_names.txt``) and ``"test"`` (``eval_im_names.txt``). A caption
   entry belongs to a split when **both** its images are in that split's list: 8,990 train and

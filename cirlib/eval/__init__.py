@@ -1,5 +1,16 @@
-"""Evaluation: exact chunked rankings, Recall@K (CIRR, FashionIQ, multi-target), CIRR uploads."""
+"""Evaluation: exact chunked rankings, Recall@K (CIRR, FashionIQ, multi-target), mAP@K over
+all valid targets (CIRCO), CIRR uploads, and :func:`evaluate`, every metric of a split at once.
 
+``cirlib.eval.evaluate`` is the function (its module stays importable as
+``from cirlib.eval.evaluate import evaluate``).
+"""
+
+from cirlib.eval.average_precision import (
+    CIRCO_KS,
+    average_precision_at_k,
+    mean_average_precision_at_k,
+)
+from cirlib.eval.evaluate import evaluate
 from cirlib.eval.ranking import (
     best_valid_ranks,
     evaluation_ranks,
@@ -15,16 +26,26 @@ from cirlib.eval.recall import (
     multi_target_recall,
     recall_at_k,
 )
-from cirlib.eval.submission import CIRRSubmission, read_cirr_submission, write_cirr_submission
+from cirlib.eval.submission import (
+    CIRRSubmission,
+    cirr_submission_from_scores,
+    read_cirr_submission,
+    write_cirr_submission,
+)
 
 __all__ = [
+    "CIRCO_KS",
     "CIRRSubmission",
     "FASHIONIQ_PROTOCOLS",
+    "average_precision_at_k",
     "best_valid_ranks",
     "cirr_metrics",
+    "cirr_submission_from_scores",
+    "evaluate",
     "evaluation_ranks",
     "fashioniq_category_recall",
     "fashioniq_summary",
+    "mean_average_precision_at_k",
     "multi_target_recall",
     "read_cirr_submission",
     "recall_at_k",

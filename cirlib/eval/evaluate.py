@@ -1,9 +1,10 @@
 """Evaluate composed queries on a split: every metric of the book in one call, with breakdowns.
 
 ``evaluate(queries, features, split)`` normalises the gallery, then reports CIRR's Recall@K
-(reference removed), Recall_subset@K when the split has image sets, multi-target recall when it
-lists valid targets (the toy world), and the same numbers per value of a ``Triplet.meta`` key
-(edit type, coarse vs fine). Introduced in chapter "The task, the data and the metrics".
+(reference removed), Recall_subset@K when the split has image sets, multi-target recall and
+mAP@K over all valid targets when it lists them (the toy world), and the same numbers per value
+of a ``Triplet.meta`` key (edit type, coarse vs fine). Introduced in chapter "The task, the
+data and the metrics".
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ import torch
 import torch.nn.functional as F
 
 from cirlib.data.records import CIRSplit
+from cirlib.eval.average_precision import CIRCO_KS, average_precision_at_k, valid_top_lists
 from cirlib.eval.index import (
     best_valid_ranks_from_topk,
     drop_excluded,
     make_index,
     ranks_from_topk,
 )
+from cirlib.eval.query_ranks import RankedEvaluation
 from cirlib.eval.ranking import evaluation_ranks, subset_ranks
 from cirlib.eval.recall import recall_at_k
 
 KS = (1, 5, 10, 50)
 SUBSET_KS = (1, 2, 3)
+MAP_KS = CIRCO_KS
 
 
 def _rows(idx: torch.Tensor, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -39,9 +43,11 @@ def evaluate(
     *,
     ks: Iterable[int] = KS,
     subset_ks: Iterable[int] = SUBSET_KS,
+    map_ks: Iterable[int] = MAP_KS,
     by: Iterable[str] = ("edit_type", "granularity"),
     gallery: torch.Tensor | None = None,
     index=None,
+    keep_ranks: bool = False,
 ) -> dict:
     """All metrics for ``queries`` (``[Q, D]``, one row per triplet, L2-normalised).
 
@@ -57,8 +63,33 @@ def evaluate(
     ``R@K`` and ``mR@K`` then come from each query's top ``max(ks)`` (the same numbers with the
     exact index; with FAISS up to ties within float32 rounding); ``Rs@K`` stays exact.
 
+    When the split lists every query's valid targets, ``mAP@K`` for ``map_ks`` (CIRCO's 5, 10,
+    25, 50) is computed over them (:mod:`cirlib.eval.average_precision`), with the excluded
+    items removed from both the ranking and the valid targets.
+
     Returns ``{"all": {...}, "<meta key>": {value: {...}}}`` with percentages; keys ``R@K``,
-    ``Rs@K`` (if subsets), ``mR@K`` (if valid targets), ``Avg`` = (R@5 + Rs@1)/2, and ``n``.
+    ``Rs@K`` (if subsets), ``mR@K`` and ``mAP@K`` (if valid targets), ``Avg`` = (R@5 + Rs@1)/2,
+    and ``n``.
+    With ``keep_ranks=True`` the same dict as a
+    :class:`~cirlib.eval.query_ranks.RankedEvaluation`, which also carries each query's 0-based
+    ranks (``.ranks``: ``"R"``, ``"Rs"``, ``"mR"``) and breakdown labels (``.groups``), what a
+    resampling test over queries needs (:mod:`cirlib.verdict`).
+
+    Examples
+    --------
+    Queries that are their targets' own features find them first:
+
+    >>> import torch
+    >>> from cirlib.data.features import SplitFeatures
+    >>> from cirlib.data.toy import generated_split
+    >>> split = generated_split("test", 2, 0)
+    >>> ref = torch.tensor([split.index_of(t.reference) for t in split.triplets])
+    >>> tgt = torch.tensor([split.index_of(t.target) for t in split.triplets])
+    >>> images = torch.eye(len(split.gallery))
+    >>> features = SplitFeatures(images, torch.zeros(len(tgt), len(images)), ref, tgt)
+    >>> metrics = evaluate(images[tgt], features, split)
+    >>> metrics["all"]["R@1"], metrics["all"]["n"] == len(split.triplets)
+    (100.0, True)
     """
     gallery = F.normalize((features.images if gallery is None else gallery).float(), dim=-1)
     q = queries.float()
@@ -69,6 +100,7 @@ def evaluate(
             "split with targets, or write a CIRR submission file instead"
         )
     trip = split.triplets
+    map_ks = tuple(map_ks)
     subsets = valid = excluded = None
     if all(t.subset for t in trip):
         subsets = torch.tensor([[split.index_of(n) for n in t.subset] for t in trip])
@@ -81,12 +113,16 @@ def evaluate(
         ranks = evaluation_ranks(
             q, gallery, tgt, ref, subset=subsets, valid=valid, exclude_sets=excluded
         )
+        if valid is not None and map_ks:
+            top_ids = valid_top_lists(q, gallery, max(map_ks), ref, excluded)
     else:
         if isinstance(index, str):
             index = make_index(gallery, index)
         if index.size != len(gallery):
             raise ValueError(f"the index holds {index.size} rows, the gallery {len(gallery)}")
-        k = min(max(ks), len(gallery) - 1)
+        # Deep enough for R@K and, with valid targets, for mAP@K.
+        depth = max(max(ks), max(map_ks) if valid is not None and map_ks else 0)
+        k = min(depth, len(gallery) - 1)
         if excluded is None:
             top_ids = index.search(q, k, exclude=ref)[1]
         else:
@@ -99,6 +135,17 @@ def evaluate(
             ranks["Rs"] = subset_ranks(q, gallery, subsets, tgt, ref, exclude_sets=excluded)
         if valid is not None:
             ranks["mR"] = best_valid_ranks_from_topk(top_ids, valid)
+    if valid is not None and map_ks:
+        # Excluded items can neither be retrieved nor count as missed targets.
+        gone = [
+            {r} | set(excluded[i] if excluded is not None else ())
+            for i, r in enumerate(ref.tolist())
+        ]
+        kept = [sorted(set(v) - g) for v, g in zip(valid, gone)]
+        if top_ids.shape[1] < max(map_ks):
+            pad = top_ids.new_full((top_ids.shape[0], max(map_ks) - top_ids.shape[1]), -1)
+            top_ids = torch.cat([top_ids, pad], dim=1)
+        ranks["AP"] = average_precision_at_k(top_ids, kept, map_ks)
 
     def summarise(r: dict[str, torch.Tensor]) -> dict[str, float]:
         out = dict(recall_at_k(r["R"], ks, "R"))
@@ -109,6 +156,9 @@ def evaluate(
             ) / 2
         if "mR" in r:
             out.update(recall_at_k(r["mR"], ks, "mR"))
+        if "AP" in r:
+            for j, k in enumerate(map_ks):
+                out[f"mAP@{k}"] = 100.0 * float(r["AP"][:, j].mean())
         out["n"] = int(len(r["R"]))
         return out
 
@@ -122,4 +172,7 @@ def evaluate(
             result[key] = {
                 v: summarise(_rows(torch.tensor(idx), ranks)) for v, idx in sorted(groups.items())
             }
-    return result
+    if not keep_ranks:
+        return result
+    labels = {key: [t.meta.get(key) for t in trip] for key in result if key != "all"}
+    return RankedEvaluation(result, {k: v.cpu().numpy() for k, v in ranks.items()}, labels)

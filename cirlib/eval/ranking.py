@@ -527,6 +527,15 @@ def target_ranks(
     ValueError
         On shape or dtype mismatch, an index outside ``[0, m)``, or a target equal to its
         excluded index or in its exclusion set.
+
+    Examples
+    --------
+    >>> import torch
+    >>> queries = torch.tensor([[0.9, 0.5, 0.1]])
+    >>> target_ranks(queries, torch.eye(3), [1]).tolist()             # image 0 scores higher
+    [1]
+    >>> target_ranks(queries, torch.eye(3), [1], exclude=[0]).tolist()  # ... unless excluded
+    [0]
     """
     return evaluation_ranks(
         queries,
@@ -578,6 +587,12 @@ def best_valid_ranks(
     ValueError
         If ``len(valid) != n``, a list is empty (or only holds excluded indices), or an index
         is outside ``[0, m)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> best_valid_ranks(torch.tensor([[0.9, 0.5, 0.1]]), torch.eye(3), [[1, 2]]).tolist()
+    [1]
     """
     n, m = _check_features(queries, gallery)
     _check_chunks(query_chunk, gallery_chunk)
@@ -597,6 +612,32 @@ def best_valid_ranks(
             query_chunk=query_chunk,
             gallery_chunk=gallery_chunk,
         )["mR"]
+
+
+def _block_topk(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``k`` columns of each row of ``block`` in (score descending, column ascending)
+    order: the stable sort's prefix, without sorting the whole row.
+
+    ``torch.topk`` selects in O(width) but returns ties in no defined order and may pick any of
+    the items tied with the k-th score. Only rows whose (k+1)-th score equals their k-th can have
+    such a tie straddle the cut; those rows are sorted stably. The kept columns are then put in
+    column order before a stable sort by score, so ties come out by ascending column.
+    """
+    width = block.shape[1]
+    if k >= width:
+        order = torch.sort(block, dim=1, descending=True, stable=True).indices
+        return block.gather(1, order), order
+    values, cols = block.topk(k + 1, dim=1)
+    straddles = values[:, k] == values[:, k - 1]
+    values, cols = values[:, :k], cols[:, :k]
+    if straddles.any():
+        rows = straddles.nonzero()[:, 0]
+        srt = torch.sort(block[rows], dim=1, descending=True, stable=True)
+        values[rows], cols[rows] = srt.values[:, :k], srt.indices[:, :k]
+    by_col = cols.argsort(dim=1)
+    values, cols = values.gather(1, by_col), cols.gather(1, by_col)
+    order = torch.sort(values, dim=1, descending=True, stable=True).indices
+    return values.gather(1, order), cols.gather(1, order)
 
 
 def topk(
@@ -629,6 +670,13 @@ def topk(
         Descending within each row.
     indices : Long[n, k]
         Gallery indices; among equal scores, ascending.
+
+    Examples
+    --------
+    >>> import torch
+    >>> scores, rows = topk(torch.tensor([[0.9, 0.5, 0.1]]), torch.eye(3), 2, exclude=[0])
+    >>> rows.tolist()
+    [[1, 2]]
     """
     n, m = _check_features(queries, gallery)
     _check_chunks(query_chunk, gallery_chunk)
@@ -649,16 +697,19 @@ def topk(
             best_i = torch.empty((q1 - q0, 0), dtype=torch.long, device=queries.device)
             for g0, g1 in _spans(m, gallery_chunk):
                 block = _score_block(queries, gallery, slice(q0, q1), slice(g0, g1), check)
-                j = torch.arange(g0, g1, device=queries.device).expand(q1 - q0, -1)
                 if exclude is not None:
                     # Scores are checked finite, so -inf sorts the excluded item after every
                     # real one; k <= m - 1 then guarantees it never survives the final cut.
-                    block = block.masked_fill(j == exclude[q0:q1, None], float("-inf"))
+                    # The block is a fresh product: write the -inf in place, one per row at most.
+                    e = exclude[q0:q1]
+                    rows = ((e >= g0) & (e < g1)).nonzero()[:, 0]
+                    block[rows, e[rows] - g0] = float("-inf")
                 # Merge invariant: the kept entries precede the new block and all have lower
                 # indices, and are already in (score desc, index asc) order; a *stable* sort
                 # of the concatenation therefore keeps lower indices first among ties.
-                cat_s = torch.cat([best_s, block], dim=1)
-                cat_i = torch.cat([best_i, j], dim=1)
+                s, i = _block_topk(block, min(k, g1 - g0))
+                cat_s = torch.cat([best_s, s], dim=1)
+                cat_i = torch.cat([best_i, i + g0], dim=1)
                 order = torch.sort(cat_s, dim=1, descending=True, stable=True).indices[:, :k]
                 best_s = cat_s.gather(1, order)
                 best_i = cat_i.gather(1, order)
@@ -706,6 +757,15 @@ def subset_ranks(
     -------
     Long[n]
         Ranks in ``[0, S - 1)`` when the excluded item is in the subset.
+
+    Examples
+    --------
+    The target (image 2) is third in the gallery but second within its subset {1, 2}:
+
+    >>> import torch
+    >>> queries = torch.tensor([[0.9, 0.5, 0.1]])
+    >>> subset_ranks(queries, torch.eye(3), torch.tensor([[1, 2]]), [2]).tolist()
+    [1]
     """
     n, m = _check_features(queries, gallery)
     _check_chunks(query_chunk, gallery_chunk)
@@ -763,6 +823,13 @@ def evaluation_ranks(
     -------
     dict[str, Long[n]]
         ``"R"`` (target ranks), ``"Rs"`` when ``subset`` is given, ``"mR"`` when ``valid`` is.
+
+    Examples
+    --------
+    >>> import torch
+    >>> r = evaluation_ranks(torch.tensor([[0.9, 0.5, 0.1]]), torch.eye(3), [2], valid=[[1, 2]])
+    >>> {name: ranks.tolist() for name, ranks in r.items()}
+    {'R': [2], 'mR': [1]}
     """
     n, m = _check_features(queries, gallery)
     _check_chunks(query_chunk, gallery_chunk)

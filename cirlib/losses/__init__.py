@@ -1,4 +1,9 @@
-"""Losses, one per file, each with its formula in the docstring."""
+"""Losses, one per file, each with its formula in the docstring.
+
+The batch losses compare queries and targets through a similarity (:mod:`cirlib.losses.similarity`):
+give ``similarity=`` to swap it, or ``scores=`` to pass the finished matrix. The losses on
+mined negatives (pairwise preference, KL, margin ranking) take scores already.
+"""
 
 from cirlib.losses.attribute_margin import attribute_margin_loss
 from cirlib.losses.batch_classification import batch_classification_loss
@@ -8,7 +13,12 @@ from cirlib.losses.clip_contrastive import clip_contrastive_loss
 from cirlib.losses.margin_ranking import margin_ranking_loss
 from cirlib.losses.multi_schema_interaction import multi_schema_interaction_loss
 from cirlib.losses.pairwise_preference import pairwise_preference_loss
-from cirlib.losses.relaxed_proximity import relaxed_proximity_loss
+from cirlib.losses.relaxed_proximity import negative_confidence, relaxed_proximity_loss
+from cirlib.losses.similarity import (
+    cosine_similarity,
+    dot_similarity,
+    negative_squared_euclidean,
+)
 from cirlib.losses.target_distribution_kl import (
     target_distribution_kl_loss,
     target_relative_distribution,
@@ -27,9 +37,13 @@ __all__ = [
     "blend_losses",
     "clip_contrastive_loss",
     "convex_cala_loss",
+    "cosine_similarity",
+    "dot_similarity",
     "feature_spread",
     "margin_ranking_loss",
     "multi_schema_interaction_loss",
+    "negative_confidence",
+    "negative_squared_euclidean",
     "pairwise_preference_loss",
     "relaxed_proximity_loss",
     "target_distribution_kl_loss",

@@ -30,7 +30,7 @@ def attribute_margin_loss(
 
     The gates :math:`g_{ia} \ge 0` say which attributes a query's text asks to change (all
     ones when unknown); it is 0 when no gate is open. DQE-CIR adds an attribute-aware margin
-    loss on its colour and shape sub-queries (methods.md §6.1); the gating is ours (§6.2, item 7).
+    loss on its colour and shape sub-queries (Park, Park and Lee, 2026); the gating is ours.
 
     Parameters
     ----------
@@ -40,6 +40,18 @@ def attribute_margin_loss(
     Returns
     -------
     Scalar. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+
+    Examples
+    --------
+    One query, one attribute, one negative: the target's attribute scores 1, the negative's 0,
+    so the hinge is already satisfied; swap them and it costs :math:`m + 1`.
+
+    >>> import torch
+    >>> q, t, n = torch.tensor([[[1.0, 0.0]]]), torch.tensor([[[1.0, 0.0]]]), torch.tensor([[[[0.0, 1.0]]]])
+    >>> float(attribute_margin_loss(q, t, n, margin=0.1))
+    0.0
+    >>> round(float(attribute_margin_loss(q, n[:, 0], t[:, None], margin=0.1)), 4)
+    1.1
     """
     q = _at_least_float32(query_attributes)
     pos = (q * _at_least_float32(target_attributes)).sum(-1)  # [B, A]

@@ -13,12 +13,20 @@ def blend_losses(
     .. math:: \mathcal{L} = \gamma\, \mathcal{L}_{coarse} + (1 - \gamma)\, \mathcal{L}_{fine},
               \qquad \gamma \in [0, 1]
 
-    MGUR uses :math:`\mathcal{L}_{coarse} = \mathcal{L}_u` (uncertainty regularisation) and
+    MGUR (Chen et al., 2024) uses :math:`\mathcal{L}_{coarse} = \mathcal{L}_u` (uncertainty regularisation) and
     :math:`\mathcal{L}_{fine} = \mathcal{L}_{BBC}` against the clean targets, with
     :math:`\gamma` from :func:`cirlib.schedules.coarse_to_fine_weight`. At :math:`\gamma = 0` the
     result *is* ``fine_loss`` (the coarse one is not even looked at, so it may be ``None`` and a
     non-finite value there cannot leak in as ``0 * inf``); at :math:`\gamma = 1` it is
     ``coarse_loss``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> float(blend_losses(torch.tensor(4.0), torch.tensor(2.0), 0.25))
+    2.5
+    >>> float(blend_losses(None, torch.tensor(2.0), 0.0))  # the coarse loss is not read at 0
+    2.0
 
     Introduced in chapter "MGUR: multi-grained uncertainty regularisation".
     """

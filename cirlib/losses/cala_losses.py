@@ -12,7 +12,8 @@ With :math:`\mathrm{CE}(S) = \frac1B \sum_i -\log \mathrm{softmax}(S_{i,:})_i`:
   + \beta\,\mathrm{CE}(S_{CTR})`;
 * released code: :math:`\mathcal L = w_h\,\mathrm{CE}(S_{TBIA}) + (1-w_h)\,
   \mathrm{CE}\big(w_t S_{CTR} + (1-w_t) S_{QTM}\big)` — CTR's logits are mixed into the main
-  logits *before* the softmax (methods.md §5.2; README values :math:`w_t = 0.45, w_h = 0.1`).
+  logits *before* the softmax (Jiang et al., 2024, released code ``src/blip_fine_tune.py``;
+  README values :math:`w_t = 0.45, w_h = 0.1`).
 
 Introduced in chapter "CaLa: complementary association learning".
 """
@@ -59,7 +60,7 @@ def additive_cala_loss(
     alpha: float,
     beta: float,
 ) -> torch.Tensor:
-    r"""The paper's objective
+    r"""The paper's objective (Jiang et al., 2024)
     :math:`\mathcal L = \mathrm{CE}(S_{QTM}) + \alpha\,\mathrm{CE}(S_{TBIA}) + \beta\,\mathrm{CE}(S_{CTR})`.
 
     Parameters
@@ -67,6 +68,17 @@ def additive_cala_loss(
     qtm_logits, tbia_logits, ctr_logits : ``[B, B]``, diagonal = matching pairs. A branch
         left out (``None``) must have weight 0.
     alpha, beta : weights of TBIA and CTR (the paper's values are unknown to us).
+
+    Examples
+    --------
+    With the branches weighted 0 it is the main term alone, the cross-entropy of the diagonal:
+
+    >>> import torch
+    >>> s = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    >>> round(float(additive_cala_loss(s, alpha=0.0, beta=0.0)), 4)  # log(1 + e^-2)
+    0.1269
+    >>> round(float(additive_cala_loss(s, s, s, alpha=0.5, beta=0.5)), 4)  # (1 + 0.5 + 0.5) x
+    0.2539
 
     Introduced in chapter "CaLa: complementary association learning".
     """
@@ -88,13 +100,22 @@ def convex_cala_loss(
     tac_weight: float,
     hca_weight: float,
 ) -> torch.Tensor:
-    r"""The released code's objective
+    r"""The released code's objective (Jiang et al., 2024, ``src/blip_fine_tune.py``)
     :math:`\mathcal L = w_h\,\mathrm{CE}(S_{TBIA}) + (1-w_h)\,\mathrm{CE}(w_t S_{CTR} + (1-w_t) S_{QTM})`.
 
     ``tac_weight`` :math:`w_t` and ``hca_weight`` :math:`w_h` lie in :math:`[0, 1]`; with both
     0 this is the plain :math:`\mathrm{CE}(S_{QTM})`. Note that :math:`S_{CTR}` row :math:`i` is
     a *text*, :math:`S_{QTM}` row :math:`i` a *query*: the mixture asks one softmax over the
     batch to be right for both.
+
+    Examples
+    --------
+    >>> import torch
+    >>> s = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    >>> round(float(convex_cala_loss(s, tac_weight=0.0, hca_weight=0.0)), 4)
+    0.1269
+    >>> round(float(convex_cala_loss(s, s, torch.zeros(2, 2), tac_weight=0.5, hca_weight=0.0)), 4)
+    0.3133
 
     Introduced in chapter "CaLa: complementary association learning".
     """

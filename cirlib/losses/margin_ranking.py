@@ -22,7 +22,7 @@ def margin_ranking_loss(
 
     Unlike the logistic pairwise term it has a hard stop: pairs already separated by
     :math:`m` give exactly zero gradient. DQE-CIR lists a margin ranking term in its objective
-    (methods.md §6.1); its margin is unpublished, ours is a choice (§6.2, item 6).
+    (Park, Park and Lee, 2026); its margin is unpublished, ours is a choice.
 
     Parameters
     ----------
@@ -31,6 +31,14 @@ def margin_ranking_loss(
     Returns
     -------
     Scalar mean over the ``B·K`` pairs. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+
+    Examples
+    --------
+    The first negative trails the target by more than the margin (no cost), the second by 0.05:
+
+    >>> import torch
+    >>> round(float(margin_ranking_loss(torch.tensor([0.9]), torch.tensor([[0.5, 0.85]]), 0.1)), 4)
+    0.025
     """
     return (
         (margin - _at_least_float32(positive)[:, None] + _at_least_float32(negatives))

@@ -1,5 +1,25 @@
-r"""MAPNet's Multi-Schema Interaction loss: match query schemas to target schemas by optimal
-transport, then pull each target schema's match towards it (methods.md §4.3)."""
+r"""MAPNet's Multi-Schema Interaction (MSI) loss (Shi et al., 2025): match query schemas to
+target schemas by entropic optimal transport, then pull each target schema's match towards it.
+
+This is a reading of the loss, not a transcription. The paper's method section was not
+available; the formula comes from a summary of the paper, which indexes the plan and its
+marginals by :math:`N_B` and :math:`N_Q`, :math:`N_B` being the symbol its Relaxed Proximity
+loss uses for the batch size, and writes the constraints as
+
+.. math::
+
+    P\mathbb{1}_{N_B} = \tfrac{1}{N_B}\mathbb{1}_{N_B}, \qquad
+    P^\top\mathbb{1}_{N_Q} = \tfrac{1}{N_Q}\mathbb{1}_{N_Q},
+
+which only fit together for a square plan (:math:`N_B = N_Q`). Read literally, the plan would
+run across the batch. The library reads it per triplet: for each of the :math:`B` triplets, one
+plan between its :math:`N_t` target schemas (rows) and its :math:`N_q` query schemas
+(columns), with uniform marginals :math:`1/N_t` and :math:`1/N_q`, the loss averaged over the
+target schemas and the triplets. This is what the loss's name and the figure caption reported
+in the summary (an interaction between one composed query and its target image) describe.
+
+Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
+"""
 
 from __future__ import annotations
 
@@ -14,8 +34,8 @@ def schema_similarity(
 ) -> torch.Tensor:
     r"""Strictly positive schema similarity :math:`C_{ik} = \exp\big((\cos(F^t_i, F^q_k) - 1)/\kappa\big)`.
 
-    The seed writes the transport cost as :math:`-\log C`, so :math:`C` must be positive; the
-    mapping from a cosine to :math:`(0, 1]` is not published. This one makes the cost exactly
+    The summary of the paper writes the transport cost as :math:`-\log C`, so :math:`C` must be
+    positive; the mapping from a cosine to :math:`(0, 1]` is not published. This one makes the cost exactly
     the cosine distance, :math:`-\log C_{ik} = (1 - \cos_{ik})/\kappa \in [0, 2/\kappa]`,
     defined for negative cosines too. Only :math:`\kappa\tau` enters the plan, so the book keeps
     :math:`\kappa = 1` and lets :math:`\tau` be the one temperature.
@@ -52,6 +72,14 @@ def schema_assignment(
 
     Returns ``plan`` ``[B, N_t, N_q]`` and ``assignment`` ``[B, N_t]`` (long).
 
+    Examples
+    --------
+    >>> import torch
+    >>> t = torch.eye(3)[None]
+    >>> plan, assignment = schema_assignment(t, t[:, [2, 0, 1]], tau=0.1)
+    >>> assignment.tolist()                          # target schema k -> query schema
+    [[1, 2, 0]]
+
     Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
     """
     with torch.no_grad():
@@ -69,7 +97,7 @@ def multi_schema_interaction_loss(
     tol: float = 1e-4,
     return_assignment: bool = False,
 ):
-    r"""Multi-Schema Interaction loss (MAPNet, as the seed writes it).
+    r"""Multi-Schema Interaction loss (MAPNet; the per-triplet reading of the module docstring).
 
     For each triplet, with :math:`p_i` the query schema that the optimal-transport plan sends
     target schema :math:`i` to (:func:`schema_assignment`),
@@ -92,6 +120,17 @@ def multi_schema_interaction_loss(
     kappa : temperature of :math:`C` (see :func:`schema_similarity`).
 
     Returns the scalar loss, and with ``return_assignment=True`` also ``(plan, assignment)``.
+
+    Examples
+    --------
+    Query schemas that are the target schemas in another order: the transport finds the
+    permutation, so there is nothing left to pull.
+
+    >>> import torch
+    >>> t = torch.eye(3)[None]                      # [B=1, N_s=3, D_s=3]
+    >>> q = t[:, [2, 0, 1]]
+    >>> round(float(multi_schema_interaction_loss(q, t, tau=0.1)), 4)
+    0.0
 
     Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
     """

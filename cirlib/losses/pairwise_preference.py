@@ -24,8 +24,8 @@ def pairwise_preference_loss(
     A Bradley–Terry preference "the target is preferred over :math:`n_{ik}`": the gradient
     fades once the gap exceeds a few :math:`\tau`, so an already-separated negative stops
     pulling (unlike a softmax over the whole batch, which keeps pushing every negative).
-    DQE-CIR trains a pairwise objective against mid-zone negatives (methods.md §6.1, item 4);
-    the logistic form and :math:`\tau` are our reconstruction (§6.2, item 6).
+    DQE-CIR (Park, Park and Lee, 2026) trains a pairwise objective against mid-zone negatives;
+    the logistic form and :math:`\tau` are our reconstruction.
 
     Parameters
     ----------
@@ -36,6 +36,16 @@ def pairwise_preference_loss(
     Returns
     -------
     Scalar mean over the ``B·K`` pairs. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+
+    Examples
+    --------
+    A tie costs :math:`\log 2`; a gap of 10 temperatures almost nothing.
+
+    >>> import torch
+    >>> round(float(pairwise_preference_loss(torch.tensor([0.5]), torch.tensor([[0.5]]))), 4)
+    0.6931
+    >>> round(float(pairwise_preference_loss(torch.tensor([1.0]), torch.tensor([[0.5]]), 0.05)), 5)
+    5e-05
     """
     gap = (_at_least_float32(positive)[:, None] - _at_least_float32(negatives)) / temperature
     return F.softplus(-gap).mean()  # softplus(-x) = -log sigmoid(x), without overflow

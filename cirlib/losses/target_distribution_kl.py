@@ -12,7 +12,8 @@ def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
 
 
 def target_relative_distribution(relevance: torch.Tensor, temperature: float) -> torch.Tensor:
-    r"""Soft labels over {target, negatives} from how similar each negative is to the target.
+    r"""Soft labels over {target, negatives} from how similar each negative is to the target (the
+    book's choice for the KL term of DQE-CIR, Park, Park and Lee, 2026).
 
     .. math::
 
@@ -31,6 +32,15 @@ def target_relative_distribution(relevance: torch.Tensor, temperature: float) ->
     Returns
     -------
     ``[B, K + 1]`` probabilities, column 0 the target. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+
+    Examples
+    --------
+    A negative identical to the target shares its probability; an orthogonal one gets
+    :math:`e^{-1/\tau_r}` of it.
+
+    >>> import torch
+    >>> target_relative_distribution(torch.tensor([[1.0, 0.0]]), temperature=1.0).round(decimals=4)
+    tensor([[0.4223, 0.4223, 0.1554]])
     """
     ones = torch.ones_like(relevance[:, :1])
     return torch.softmax(
@@ -54,7 +64,7 @@ def target_distribution_kl_loss(
 
     With a one-hot :math:`p` this is the cross-entropy of the target among its mined negatives;
     with one negative it then equals the pairwise logistic loss. DQE-CIR pairs its pairwise
-    objective with a KL term (methods.md §6.1); the choice of :math:`p` is ours (§6.2, item 6):
+    objective with a KL term (Park, Park and Lee, 2026); the choice of :math:`p` is ours:
     see :func:`target_relative_distribution`.
 
     Parameters
@@ -65,6 +75,16 @@ def target_distribution_kl_loss(
     Returns
     -------
     Scalar batch mean. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+
+    Examples
+    --------
+    With a one-hot target distribution and one negative it is the pairwise logistic loss:
+
+    >>> import torch
+    >>> pos, neg = torch.tensor([0.6]), torch.tensor([[0.5]])
+    >>> one_hot = torch.tensor([[1.0, 0.0]])
+    >>> round(float(target_distribution_kl_loss(pos, neg, one_hot, 0.05)), 4)
+    0.1269
     """
     logits = (
         torch.cat([_at_least_float32(positive)[:, None], _at_least_float32(negatives)], dim=1)

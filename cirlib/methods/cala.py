@@ -14,7 +14,7 @@ Introduced in chapter "CaLa: complementary association learning".
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,14 +22,15 @@ import torch.nn.functional as F
 from cirlib.distributed import call_in_forward, gather_with_grad, is_wrapped
 from cirlib.losses.cala_losses import additive_cala_loss, convex_cala_loss, cosine_logits
 from cirlib.methods.combiner import combiner_queries
+from cirlib.methods.spec import MethodSpec
 from cirlib.models.cala import CaLa
-from cirlib.train import FitResult, fit
+from cirlib.train import TrainingRun
 
-QTM_SCALE = 100.0  # CaLa's main term, as CLIP4Cir (methods.md §1)
-AUX_SCALE = 10.0  # CaLa's auxiliary terms (methods.md §1)
+QTM_SCALE = 100.0  # CaLa's main term, as CLIP4Cir (Jiang et al., 2024, released code)
+AUX_SCALE = 10.0  # CaLa's auxiliary terms (released code)
 BRANCHES = ("tbia", "ctr")
 COMBINATIONS = ("additive", "convex")
-# Paper form: alpha, beta are not in our sources (methods.md §5.1); 0.5 each is a round middle
+# Paper form: alpha, beta are not in our sources (Jiang et al., 2024); 0.5 each is a round middle
 # value, not tuned. Code form: the README's --tac-weight / --hca-weight.
 ALPHA, BETA = 0.5, 0.5
 TAC_WEIGHT, HCA_WEIGHT = 0.45, 0.1
@@ -177,84 +178,120 @@ def cala_loss(
     return loss_fn
 
 
-def train_cala(
-    train_features,
-    cfg,
-    *,
-    seed: int,
-    checkpoint: str | Path | None = None,
-    eval_fn=None,
-    branches: Sequence[str] = BRANCHES,
-    combination: str = "additive",
-    alpha: float = ALPHA,
-    beta: float = BETA,
-    tac_weight: float = TAC_WEIGHT,
-    hca_weight: float = HCA_WEIGHT,
-    distributed: bool = False,
-    **model_options,
-) -> FitResult:
-    """Train CaLa with the profile's epochs, batch size and learning rate (one Adam learning
-    rate for every module; the released code gives the branches twice the encoder's).
+# The model's sizes (:class:`~cirlib.models.cala.CaLa`): the checkpoint records those that
+# differ from these defaults, as it always has.
+MODEL_DEFAULTS = {
+    "combiner_dropout": 0.5,
+    "hinge_dropout": 0.1,
+    "compositor_layers": 4,
+    "branch_dim": None,
+}
+# CaLa's chapter shrinks the branches on the toy world (width 64, 2 compositor layers) and uses
+# the model's own sizes in the paper profile.
+TOY_BRANCHES = {"branch_dim": 64, "compositor_layers": 2}
 
-    ``distributed=True`` under torchrun trains on all ranks over the global batch
-    (``fit(distributed=True)``, :func:`cala_loss`); it is not a setting of the run, so the
-    checkpoint is the one a one-process run would load. DDP needs a gradient for every
-    parameter it tracks, so there the modules of a branch that is off or weighted 0 are frozen
-    (``requires_grad=False``); on one process they get no gradient either, and Adam skips them.
-    """
-    branches = _check_options(branches, combination)
-    torch.manual_seed(seed)
-    model = build_cala(train_features, **model_options)
+
+@dataclass(frozen=True)
+class Settings:
+    """CaLa's settings: which branches train, how the terms combine (see :func:`cala_loss`),
+    and the model's sizes (:class:`~cirlib.models.cala.CaLa`)."""
+
+    branches: tuple[str, ...] = BRANCHES
+    combination: str = "additive"
+    alpha: float = ALPHA
+    beta: float = BETA
+    tac_weight: float = TAC_WEIGHT
+    hca_weight: float = HCA_WEIGHT
+    combiner_dropout: float = MODEL_DEFAULTS["combiner_dropout"]
+    hinge_dropout: float = MODEL_DEFAULTS["hinge_dropout"]
+    compositor_layers: int = MODEL_DEFAULTS["compositor_layers"]
+    branch_dim: int | None = MODEL_DEFAULTS["branch_dim"]
+
+    def __post_init__(self):
+        object.__setattr__(self, "branches", _check_options(self.branches, self.combination))
+
+
+def _model_options(settings: Settings) -> dict:
+    return {k: getattr(settings, k) for k in MODEL_DEFAULTS}
+
+
+def fingerprint(settings: Settings) -> dict:
+    """The checkpoint record: branches, combination, that combination's two weights, the
+    scales, and the model sizes that differ from the model's defaults."""
     weights = (
-        {"alpha": alpha, "beta": beta}
-        if combination == "additive"
-        else {"tac_weight": tac_weight, "hca_weight": hca_weight}
+        {"alpha": settings.alpha, "beta": settings.beta}
+        if settings.combination == "additive"
+        else {"tac_weight": settings.tac_weight, "hca_weight": settings.hca_weight}
     )
-    if distributed:
-        tbia_weight, ctr_weight = (
-            (alpha, beta) if combination == "additive" else (hca_weight, tac_weight)
-        )
-        idle = []
-        if "tbia" not in branches or tbia_weight == 0:
-            idle.append(model.hinge)
-        if "ctr" not in branches or ctr_weight == 0:
-            idle += [model.compositor, model.text_head]
-        for module in idle:
-            module.requires_grad_(False)
-    settings = {
+    sizes = {k: v for k, v in _model_options(settings).items() if v != MODEL_DEFAULTS[k]}
+    return {
         "method": "cala",
-        "branches": list(branches),
-        "combination": combination,
+        "branches": list(settings.branches),
+        "combination": settings.combination,
         **weights,
         "qtm_scale": QTM_SCALE,
         "aux_scale": AUX_SCALE,
-        **model_options,
+        **sizes,
     }
-    return fit(
-        model,
-        cala_loss(
-            train_features,
-            branches=branches,
-            combination=combination,
-            alpha=alpha,
-            beta=beta,
-            tac_weight=tac_weight,
-            hca_weight=hca_weight,
-            device=cfg.device,
-        ),
-        len(train_features.texts),
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=seed,
-        checkpoint=checkpoint,
-        settings=settings,
-        device=cfg.device,
-        amp=cfg.amp,
-        eval_fn=eval_fn,
-        desc=f"CaLa ({combination}, {'+'.join(branches) or 'QTM only'}) seed {seed}",
-        distributed=distributed,
+
+
+def build(features, settings: Settings) -> CaLa:
+    """:func:`build_cala` with the settings' sizes."""
+    return build_cala(features, **_model_options(settings))
+
+
+def idle_branches(model: CaLa, settings: Settings) -> list:
+    """The modules of a branch that is off or weighted 0 (no gradient reaches them; under DDP
+    they are frozen, since DDP needs a gradient for every parameter it tracks)."""
+    tbia_weight, ctr_weight = (
+        (settings.alpha, settings.beta)
+        if settings.combination == "additive"
+        else (settings.hca_weight, settings.tac_weight)
     )
+    idle = []
+    if "tbia" not in settings.branches or tbia_weight == 0:
+        idle.append(model.hinge)
+    if "ctr" not in settings.branches or ctr_weight == 0:
+        idle += [model.compositor, model.text_head]
+    return idle
+
+
+def loss(features, settings: Settings, run: TrainingRun):
+    """The spec's loss: :func:`cala_loss` with the settings' branches and weights."""
+    return cala_loss(
+        features,
+        branches=settings.branches,
+        combination=settings.combination,
+        alpha=settings.alpha,
+        beta=settings.beta,
+        tac_weight=settings.tac_weight,
+        hca_weight=settings.hca_weight,
+        device=run.device,
+    )
+
+
+def chapter_options(cfg) -> dict:
+    """The chapter's toy-world branch sizes; the model's own sizes in the paper profile."""
+    return {} if cfg.name == "paper" else dict(TOY_BRANCHES)
+
+
+SPEC = MethodSpec(
+    name="cala",
+    title="CaLa",
+    chapter="notebooks/05_cala",
+    settings=Settings,
+    build=build,
+    loss=loss,
+    queries=cala_queries,
+    needs_tokens=True,
+    chapter_options=chapter_options,
+    fingerprint=fingerprint,
+    frozen_for_ddp=idle_branches,
+)
+
+# The chapter's name for the trainer (:func:`cirlib.train.train_method` of this spec). One Adam
+# learning rate for every module (the released code gives the branches twice the encoder's).
+train_cala = SPEC.fit
 
 
 @torch.no_grad()

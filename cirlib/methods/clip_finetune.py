@@ -3,7 +3,7 @@ checkpointing.
 
 The query is the *sum* of the un-normalised reference-image and text embeddings, the target the
 target-image embedding, and the loss the batch-based classification loss at scale 100
-(methods.md §2.3):
+(Baldrati et al., 2023):
 
 .. math::
 
@@ -39,7 +39,7 @@ from cirlib.train import FitResult, fit
 
 LOGIT_SCALE = 100.0
 ENCODERS = ("both", "image", "text")
-# methods.md §2.3: AdamW (0.9, 0.999), eps 1e-7, PyTorch's default weight decay 0.01, lr 2e-6,
+# CLIP4Cir's stage 1: AdamW (0.9, 0.999), eps 1e-7, PyTorch's default weight decay 0.01, lr 2e-6,
 # batch 128 (README command), constant learning rate.
 STAGE1 = {"lr": 2e-6, "batch_size": 128, "betas": (0.9, 0.999), "eps": 1e-7, "weight_decay": 0.01}
 

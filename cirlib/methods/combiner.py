@@ -5,17 +5,18 @@ Introduced in chapter "The Combiner baseline"; the method chapters reuse its pie
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from cirlib.distributed import gather, gather_with_grad, is_wrapped
 from cirlib.losses import batch_classification_loss
+from cirlib.methods.spec import MethodSpec
 from cirlib.models.combiner import Combiner
-from cirlib.train import FitResult, fit
+from cirlib.train import TrainingRun
 
-LOGIT_SCALE = 100.0  # CLIP4Cir's fixed scale (methods.md §2.4)
+LOGIT_SCALE = 100.0  # CLIP4Cir's fixed scale (Baldrati et al., 2023)
 
 
 def combiner_queries(model: Combiner, features, batch_size: int = 4096) -> torch.Tensor:
@@ -53,37 +54,34 @@ def combiner_loss(features, scale: float = LOGIT_SCALE, device="cpu"):
     return loss_fn
 
 
-def train_combiner(
-    train_features,
-    cfg,
-    *,
-    seed: int,
-    checkpoint: str | Path | None = None,
-    eval_fn=None,
-    dropout: float = 0.5,
-    distributed: bool = False,
-) -> FitResult:
-    """Train a Combiner with the profile's epochs, batch size and learning rate.
+@dataclass(frozen=True)
+class Settings:
+    """The Combiner's settings: dropout of its MLPs (CLIP4Cir: 0.5) and the fixed logit scale."""
 
-    ``distributed=True`` under torchrun trains on all ranks over the global batch
-    (``fit(distributed=True)``); it is not a setting of the run, so the checkpoint is the one a
-    one-process run would load."""
-    torch.manual_seed(seed)
-    model = Combiner(train_features.images.shape[1], dropout=dropout)
-    settings = {"method": "combiner", "dropout": dropout, "scale": LOGIT_SCALE}
-    return fit(
-        model,
-        combiner_loss(train_features, device=cfg.device),
-        len(train_features.texts),
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=seed,
-        checkpoint=checkpoint,
-        settings=settings,
-        device=cfg.device,
-        amp=cfg.amp,
-        eval_fn=eval_fn,
-        desc=f"Combiner seed {seed}",
-        distributed=distributed,
-    )
+    dropout: float = 0.5
+    scale: float = LOGIT_SCALE
+
+
+def build(features, settings: Settings) -> Combiner:
+    """A :class:`~cirlib.models.combiner.Combiner` as wide as the split's global features."""
+    return Combiner(features.images.shape[1], dropout=settings.dropout)
+
+
+def loss(features, settings: Settings, run: TrainingRun):
+    """The spec's loss: :func:`combiner_loss` at the settings' scale."""
+    return combiner_loss(features, settings.scale, device=run.device)
+
+
+SPEC = MethodSpec(
+    name="combiner",
+    title="CLIP4Cir Combiner",
+    chapter="notebooks/03_combiner",
+    settings=Settings,
+    build=build,
+    loss=loss,
+    queries=combiner_queries,
+)
+
+# The chapters' name for the trainer: ``train_combiner(features, cfg, seed=..., checkpoint=...)``
+# is :func:`cirlib.train.train_method` of this spec.
+train_combiner = SPEC.fit

@@ -10,21 +10,21 @@ The objective for a batch :math:`\mathcal{B}` (scores :math:`s` from
         + \lambda_{pair}\,\mathcal{L}_{pair} + \lambda_{KL}\,\mathcal{L}_{KL}
         + \lambda_{rank}\,\mathcal{L}_{rank} + \lambda_{attr}\,\mathcal{L}_{attr}
 
-(methods.md §6.2, item 8). DQE-CIR has no public code; :data:`SETTING_SOURCES` says where
-each setting comes from (only the abstract is the paper's own word) and which are ours. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+(Park, Park and Lee, 2026; the weights and the BBC term are ours). DQE-CIR has no public code;
+:data:`SETTING_SOURCES` says where each setting comes from (only the abstract is the paper's own
+word) and which are ours. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from cirlib.distributed import (
     broadcast,
+    broadcast_object,
     call_in_forward,
     gather,
     gather_with_grad,
@@ -40,9 +40,10 @@ from cirlib.losses import (
     target_distribution_kl_loss,
     target_relative_distribution,
 )
-from cirlib.miners import TargetRelativeMiner
+from cirlib.methods.spec import MethodSpec
+from cirlib.miners import Miner, TargetRelativeMiner
 from cirlib.models.attributes import ATTRIBUTES, AttributeWeightedCombiner
-from cirlib.train import FitResult, checkpoint_epoch, fit
+from cirlib.train import TrainingRun
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class DQESettings:
 
 # (what, DQE-CIR per the source, this book, source tag). Tags: ABS = the paper's abstract;
 # SUM = a summary of the paper, as transcribed from it, not checked against the paper; 2ND = other
-# third-party summaries; INF = the book's reconstruction.
+# third-party summaries; INF = the book's reconstruction; ours = the book's choice.
 SETTING_SOURCES = [
     ("backbone", "BLIP-2 (Q-Former composed query)", "frozen encoder + Combiner", "ABS / ours"),
     ("attribute sub-queries", "colour and shape", "colour and shape", "ABS, SUM"),
@@ -197,7 +198,7 @@ def dqe_gallery(model: AttributeWeightedCombiner, features, batch_size: int = 40
     return torch.cat(out)
 
 
-def refresh_miner(model, miner: TargetRelativeMiner, features, epoch: int) -> None:
+def refresh_miner(model, miner: Miner, features, epoch: int) -> None:
     """Re-encode the training queries and gallery with the current model and re-mine.
 
     Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
@@ -213,29 +214,24 @@ def refresh_miner(model, miner: TargetRelativeMiner, features, epoch: int) -> No
         model.train(was_training)
 
 
-def _refresh(model, miner: TargetRelativeMiner, features, epoch: int) -> None:
-    """:func:`refresh_miner`; under DDP on rank 0 only, its pools then sent to every rank.
+def _refresh(model, miner: Miner, features, epoch: int) -> None:
+    """:func:`refresh_miner`; under DDP on rank 0 only, its state then loaded by every rank.
 
     Every rank holds the same weights, so one encoding of the training set suffices, and the
-    ranks cannot disagree about the pools even where two GPUs would round differently.
+    ranks cannot disagree about the negatives even where two GPUs would round differently.
     """
     if not is_wrapped(model):
         refresh_miner(model, miner, features, epoch)
         return
-    if torch.distributed.get_rank() == 0:
+    rank = torch.distributed.get_rank()
+    if rank == 0:
         refresh_miner(unwrap(model), miner, features, epoch)
-        pool, length = miner.pool, miner.pool_length
-    else:
-        n = len(miner.target_index)
-        pool = torch.empty(n, miner.pool_size, dtype=torch.long)
-        length = torch.empty(n, dtype=torch.long)
-    pool, length = broadcast(pool), broadcast(length)
-    if torch.distributed.get_rank() != 0:
-        miner.pool, miner.pool_length = pool, length
-        miner.refreshed_at.append(epoch)
+    state = broadcast_object(miner.state_dict() if rank == 0 else None)
+    if rank != 0:
+        miner.load_state_dict(state)
 
 
-def _sample_negatives(miner: TargetRelativeMiner, idx: torch.Tensor, k: int, wrapped: bool):
+def _sample_negatives(miner: Miner, idx: torch.Tensor, k: int, wrapped: bool):
     """``[b, k]`` negatives of this rank's queries ``idx``; under DDP drawn once for the global
     batch.
 
@@ -257,7 +253,7 @@ def _sample_negatives(miner: TargetRelativeMiner, idx: torch.Tensor, k: int, wra
 
 def dqe_loss(
     features,
-    miner: TargetRelativeMiner | None,
+    miner: Miner | None,
     settings: DQESettings,
     *,
     gates: torch.Tensor | None = None,
@@ -358,70 +354,70 @@ def dqe_loss(
     return loss_fn
 
 
-def train_dqe(
-    train_features,
-    cfg,
-    *,
-    seed: int,
-    split,
-    checkpoint: str | Path | None = None,
-    eval_fn=None,
-    settings: DQESettings | None = None,
-    miner: TargetRelativeMiner | None = None,
-    stop_after_epoch: int | None = None,
-    distributed: bool = False,
-    **overrides,
-) -> FitResult:
-    """Train DQE-CIR with the profile's epochs, batch size and learning rate.
+Settings = DQESettings
 
-    ``split`` is the training split (for listed valid targets and edit types); ``overrides``
-    replace fields of ``settings`` (e.g. ``zone=(0, 1)``, ``attributes=()``). Pass a ``miner``
-    (from :func:`build_miner`) to inspect its pools and refresh epochs afterwards;
-    ``stop_after_epoch`` interrupts the run (to show resuming).
 
-    ``distributed=True`` under torchrun trains on all ranks over the global batch
-    (``fit(distributed=True)``, :func:`dqe_loss`); it is not a setting of the run, so the
-    checkpoint is the one a one-process run would load. DDP needs a gradient for every
-    parameter it tracks, so with ``attributes=()`` the unused attribute-weight head is frozen
-    there (on one process it gets no gradient either, and Adam skips it).
-
-    Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
-    """
-    s = dataclasses.replace(settings or DQESettings(), **overrides)
-    if train_features.image_tokens is None:
+def check_tokens(features) -> None:
+    if features.image_tokens is None:
         raise ValueError(
             "DQE-CIR needs image tokens: load the features with cached_features(..., tokens=True)"
         )
-    torch.manual_seed(seed)
-    model = build_model(train_features, s)
-    if distributed and not s.attributes:
-        model.weights.requires_grad_(False)
-    miner = miner if miner is not None else build_miner(train_features, split, s, seed)
-    n = len(train_features.texts)
-    gates = attribute_gates(split, s.attributes) if s.attributes else None
-    loss_fn = dqe_loss(
-        train_features,
+
+
+def build(features, settings: DQESettings) -> AttributeWeightedCombiner:
+    """:func:`build_model`, after checking the features carry image tokens."""
+    check_tokens(features)
+    return build_model(features, settings)
+
+
+def loss(features, settings: DQESettings, run: TrainingRun):
+    """The spec's loss: :func:`dqe_loss` with the run's miner (the run option ``miner``, to
+    inspect its pools afterwards, else :func:`build_miner` on the training split) and the
+    split's attribute gates."""
+    miner = run.options.get("miner")
+    if miner is None:
+        miner = build_miner(features, run.split, settings, run.seed)
+    gates = attribute_gates(run.split, settings.attributes) if settings.attributes else None
+    return dqe_loss(
+        features,
         miner,
-        s,
+        settings,
         gates=gates,
-        batches_per_epoch=max(1, n // cfg.batch_size),
-        start_epoch=checkpoint_epoch(checkpoint),
-        device=cfg.device,
+        batches_per_epoch=run.batches_per_epoch,
+        start_epoch=run.start_epoch,
+        device=run.device,
     )
-    return fit(
-        model,
-        loss_fn,
-        n,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=seed,
-        checkpoint=checkpoint,
-        settings={"method": "dqe", **dataclasses.asdict(s)},
-        device=cfg.device,
-        amp=cfg.amp,
-        eval_fn=eval_fn,
-        stop_after_epoch=stop_after_epoch,
-        desc=f"DQE-CIR seed {seed}",
-        distributed=distributed,
-    )
+
+
+def unused_attribute_head(model: AttributeWeightedCombiner, settings: DQESettings) -> list:
+    """With ``attributes=()`` the attribute-weight head gets no gradient (frozen under DDP)."""
+    return [] if settings.attributes else [model.weights]
+
+
+def _unit_gallery(model, features) -> torch.Tensor:
+    """The joint gallery rows, L2-normalised (:func:`dqe_gallery` returns the concatenation of
+    unit parts; ``evaluate`` normalises either way, so rankings are the same)."""
+    return F.normalize(dqe_gallery(model, features), dim=-1)
+
+
+SPEC = MethodSpec(
+    name="dqe",
+    title="DQE-CIR",
+    chapter="notebooks/07_dqe",
+    settings=DQESettings,
+    build=build,
+    loss=loss,
+    queries=dqe_queries,
+    gallery=_unit_gallery,
+    needs_tokens=True,
+    # the miner never offers a listed valid target as a negative, the gates read each
+    # query's edit type: both come from the training split
+    needs_split=True,
+    tagged_main_run=True,
+    run_options=("miner",),
+    frozen_for_ddp=unused_attribute_head,
+)
+
+# The chapter's name for the trainer (:func:`cirlib.train.train_method` of this spec):
+# ``train_dqe(features, cfg, seed=..., split=..., settings=..., miner=..., **overrides)``.
+train_dqe = SPEC.fit

@@ -1,7 +1,7 @@
 r"""MAPNet (Shi et al., ICCV 2025) as a recipe on cached features: schemas, optimal-transport
 schema matching (MSI) and the relaxed proximity loss (RP).
 
-MAPNet has no public code (methods.md §4). What comes from a summary of the paper (as
+MAPNet has no public code. What comes from a summary of the paper (as
 transcribed from that summary, not checked against the paper): the MSI loss (entropic OT
 with cost :math:`-\log C`, uniform marginals, row-argmax assignment, a distance to stop-gradient
 target schemas) and the RP loss formula; by the README: :math:`\tau = 0.1`, :math:`\gamma = 0.5`,
@@ -30,8 +30,9 @@ Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -41,11 +42,12 @@ from cirlib.distributed import call_in_forward, gather, gather_with_grad, is_wra
 from cirlib.losses.batch_classification import batch_classification_loss
 from cirlib.losses.multi_schema_interaction import multi_schema_interaction_loss
 from cirlib.losses.relaxed_proximity import negative_confidence, relaxed_proximity_loss
+from cirlib.methods.spec import MethodSpec
 from cirlib.models.combiner import Combiner
 from cirlib.models.schemas import SchemaEncoder
-from cirlib.train import FitResult, fit
+from cirlib.train import TrainingRun
 
-LOGIT_SCALE = 100.0  # the Combiner's fixed scale (methods.md §2.4); MAPNet's is unpublished
+LOGIT_SCALE = 100.0  # the Combiner's fixed scale (Baldrati et al., 2023); MAPNet's is unpublished
 
 # The book's toy-world defaults. 8 schemas: a toy scene holds 2-5 objects on 9 cells and an
 # edit names one object, so 8 slots can give every object (and the edit) its own schema while
@@ -64,7 +66,7 @@ TOY_SETTINGS = dict(
     rp_weight=1.0,
 )
 
-# MAPNet README settings (methods.md §4.6). UNVERIFIED: the repository has no code, so none of
+# MAPNet README settings (Shi et al., 2025, repository README). UNVERIFIED: the repository has no code, so none of
 # these is confirmed by a training script. The Q-Former width, depth and schema width are the
 # book's choice (SPRC's retrieval width is 256), not the README's.
 PAPER_SETTINGS = dict(
@@ -354,58 +356,89 @@ def in_batch_false_negatives(split, features, idx: torch.Tensor) -> torch.Tensor
     return mask
 
 
-def train_mapnet(
-    train_features,
-    cfg,
-    *,
-    seed: int,
-    checkpoint: str | Path | None = None,
-    eval_fn=None,
-    record: dict | None = None,
-    epochs: int | None = None,
-    distributed: bool = False,
-    **options,
-) -> FitResult:
-    """Train MAPNet with the profile's epochs, batch size and learning rate (the Combiner's
-    budget), on the toy settings unless ``options`` override them (:data:`TOY_SETTINGS`:
-    ``n_schemas``, ``tau``, ``gamma``, ``sigma``, ``msi_weight``, ``rp_weight``, sizes).
+@dataclass(frozen=True)
+class Settings:
+    """MAPNet's settings: the Q-Former's sizes, MSI's temperature ``tau``, RP's ``gamma`` and
+    ``sigma``, the two terms' weights (defaults: :data:`TOY_SETTINGS`) and the Combiner's
+    dropout."""
 
-    ``epochs`` overrides ``cfg.epochs`` (the chapter's single-seed sweeps use it, and say so).
-    ``distributed=True`` under torchrun trains on all ranks over the global batch
-    (``fit(distributed=True)``, :func:`mapnet_loss`); it is not a setting of the run, so the
-    checkpoint is the one a one-process run would load.
-    """
-    settings = {**TOY_SETTINGS, **options}
-    unknown = set(settings) - set(TOY_SETTINGS) - {"dropout"}
-    if unknown:
-        raise ValueError(
-            f"unknown MAPNet option(s) {sorted(unknown)}; known: {sorted(TOY_SETTINGS)}"
-        )
-    torch.manual_seed(seed)
-    model = build_mapnet(train_features, **settings)
-    loss_fn = mapnet_loss(
-        train_features,
-        tau=settings["tau"],
-        gamma=settings["gamma"],
-        sigma=settings["sigma"],
-        msi_weight=settings["msi_weight"],
-        rp_weight=settings["rp_weight"],
-        device=cfg.device,
-        record=record,
+    n_schemas: int = TOY_SETTINGS["n_schemas"]
+    schema_width: int = TOY_SETTINGS["schema_width"]
+    schema_dim: int = TOY_SETTINGS["schema_dim"]
+    schema_layers: int = TOY_SETTINGS["schema_layers"]
+    schema_heads: int = TOY_SETTINGS["schema_heads"]
+    tau: float = TOY_SETTINGS["tau"]
+    gamma: float = TOY_SETTINGS["gamma"]
+    sigma: float = TOY_SETTINGS["sigma"]
+    msi_weight: float = TOY_SETTINGS["msi_weight"]
+    rp_weight: float = TOY_SETTINGS["rp_weight"]
+    dropout: float = 0.5
+
+
+def fingerprint(settings: Settings) -> dict:
+    """The checkpoint record: the scale and every :data:`TOY_SETTINGS` key, plus the dropout
+    when it is not the Combiner's 0.5 (the record MAPNet's checkpoints have always had)."""
+    record = {"method": "mapnet", "scale": LOGIT_SCALE}
+    record.update({k: getattr(settings, k) for k in TOY_SETTINGS})
+    if settings.dropout != 0.5:
+        record["dropout"] = settings.dropout
+    return record
+
+
+def build(features, settings: Settings) -> MAPNet:
+    """:func:`build_mapnet` with the settings' sizes and dropout."""
+    return build_mapnet(features, **dataclasses.asdict(settings))
+
+
+def loss(features, settings: Settings, run: TrainingRun):
+    """The spec's loss: :func:`mapnet_loss`; the run option ``record`` collects each term."""
+    return mapnet_loss(
+        features,
+        tau=settings.tau,
+        gamma=settings.gamma,
+        sigma=settings.sigma,
+        msi_weight=settings.msi_weight,
+        rp_weight=settings.rp_weight,
+        device=run.device,
+        record=run.options.get("record"),
     )
-    return fit(
-        model,
-        loss_fn,
-        len(train_features.texts),
-        epochs=epochs or cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=seed,
-        checkpoint=checkpoint,
-        settings={"method": "mapnet", "scale": LOGIT_SCALE, **settings},
-        device=cfg.device,
-        amp=cfg.amp,
-        eval_fn=eval_fn,
-        desc=f"MAPNet seed {seed}",
-        distributed=distributed,
+
+
+def chapter_options(cfg) -> dict:
+    """Off the toy world the chapter uses the README's 32 schemas and the book's Q-Former
+    sizes for them (:data:`PAPER_SETTINGS`)."""
+    return {} if cfg.dataset == "toy" else {k: PAPER_SETTINGS[k] for k in MODEL_OPTIONS}
+
+
+def budget(cfg):
+    """Off the toy world, MAPNet's README learning rate, batch size and epochs
+    (:data:`PAPER_SETTINGS`); the profile's own budget on the toy world."""
+    if cfg.dataset == "toy":
+        return cfg
+    return dataclasses.replace(
+        cfg,
+        lr=PAPER_SETTINGS["lr"][cfg.dataset],
+        batch_size=PAPER_SETTINGS["batch_size"][cfg.dataset],
+        epochs=PAPER_SETTINGS["epochs"],
     )
+
+
+SPEC = MethodSpec(
+    name="mapnet",
+    title="MAPNet",
+    chapter="notebooks/06_mapnet",
+    settings=Settings,
+    build=build,
+    loss=loss,
+    queries=mapnet_queries,
+    gallery=mapnet_gallery,
+    needs_tokens=True,
+    run_options=("record",),
+    chapter_options=chapter_options,
+    budget=budget,
+    fingerprint=fingerprint,
+)
+
+# The chapter's name for the trainer (:func:`cirlib.train.train_method` of this spec):
+# ``train_mapnet(features, cfg, seed=..., epochs=..., record=..., **settings)``.
+train_mapnet = SPEC.fit

@@ -17,8 +17,9 @@ Introduced in chapter "MGUR: multi-grained uncertainty regularisation".
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -26,20 +27,21 @@ import torch.nn.functional as F
 from cirlib.distributed import broadcast, gather, gather_with_grad, is_wrapped
 from cirlib.losses import batch_classification_loss, blend_losses, uncertainty_regularisation_loss
 from cirlib.methods.combiner import combiner_queries
+from cirlib.methods.spec import MethodSpec
 from cirlib.models.augmenter import AUGMENTER_FORMS, gaussian_feature_augment
 from cirlib.models.combiner import Combiner
 from cirlib.schedules import EpochClock, coarse_to_fine_weight, mean_coarse_to_fine_weight
-from cirlib.train import FitResult, checkpoint_epoch, fit
+from cirlib.train import TrainingRun
 
 # The Combiner's scale on cosines, so that MGUR and its baseline differ only in the
-# uncertainty pieces (MGUR's own code has an effective scale of 4 * 4 = 16; methods.md §1).
+# uncertainty pieces (MGUR's own code has an effective scale of 4 * 4 = 16; Chen et al., 2024).
 LOGIT_SCALE = 100.0
 # MGUR's ``norm_scale``: its 512-d features are L2-normalised, then multiplied by 4.
 MGUR_FEATURE_NORM = 4.0
 MGUR_FEATURE_DIM = 512
 BLENDS = ("coarse_to_fine", "constant")
 
-# What MGUR ran on real data (methods.md §7.2-7.6, from the released configs and code).
+# What MGUR ran on real data (Chen et al., 2024: the released configs and code).
 MGUR_PAPER_SETTINGS = {
     "FashionIQ": {"base lr": 2e-2, "layer4 stride": 1, "metrics": "R@10, R@50 per category"},
     "Shoes": {"base lr": 4e-2, "layer4 stride": 1, "metrics": "R@1, R@10, R@50"},
@@ -185,66 +187,69 @@ def mgur_loss(
     return loss_fn
 
 
-def train_mgur(
-    train_features,
-    cfg,
-    *,
-    seed: int,
-    checkpoint: str | Path | None = None,
-    eval_fn=None,
-    augmenter: str | None = "paper",
-    noise_scale: float = 1.0,
-    regulariser: bool = True,
-    blend: str = "coarse_to_fine",
-    gamma_scale: float = 1.0,
-    scale: float = LOGIT_SCALE,
-    feature_norm: float | None = None,
-    dropout: float = 0.5,
-    distributed: bool = False,
-) -> FitResult:
-    """Train a Combiner with MGUR's loss, on the profile's epochs, batch size and learning rate
-    (the Combiner baseline's budget).
+@dataclass(frozen=True)
+class Settings:
+    """MGUR's settings (see :func:`mgur_loss` for each); ``feature_norm=None`` is filled with
+    :func:`matched_feature_norm` of the features' width when a run starts."""
 
-    ``distributed=True`` under torchrun trains on all ranks over the global batch
-    (``fit(distributed=True)``); it is not a setting of the run, so the checkpoint is the one a
-    one-process run with the same options would load.
+    augmenter: str | None = "paper"
+    noise_scale: float = 1.0
+    regulariser: bool = True
+    blend: str = "coarse_to_fine"
+    gamma_scale: float = 1.0
+    scale: float = LOGIT_SCALE
+    feature_norm: float | None = None
+    dropout: float = 0.5
 
-    Introduced in chapter "MGUR: multi-grained uncertainty regularisation"."""
-    torch.manual_seed(seed)
-    model = Combiner(train_features.images.shape[1], dropout=dropout)
-    n = len(train_features.texts)
-    if feature_norm is None:
-        feature_norm = matched_feature_norm(train_features.images.shape[1])
-    options = dict(
-        augmenter=augmenter,
-        noise_scale=noise_scale,
-        regulariser=regulariser,
-        blend=blend,
-        gamma_scale=gamma_scale,
-        scale=scale,
-        feature_norm=feature_norm,
+    def __post_init__(self):
+        if self.augmenter is not None and self.augmenter not in AUGMENTER_FORMS:
+            raise ValueError(
+                f"augmenter must be one of {AUGMENTER_FORMS} or None, got {self.augmenter!r}"
+            )
+        if self.blend not in BLENDS:
+            raise ValueError(f"blend must be one of {BLENDS}, got {self.blend!r}")
+
+
+LOSS_OPTIONS = ("augmenter", "noise_scale", "regulariser", "blend", "gamma_scale", "scale")
+
+
+def complete(features, settings):
+    """``settings`` with the feature norm matched to the features' width when it is None."""
+    if settings.feature_norm is not None:
+        return settings
+    return dataclasses.replace(
+        settings, feature_norm=matched_feature_norm(features.images.shape[1])
     )
-    loss_fn = mgur_loss(
-        train_features,
-        epochs=cfg.epochs,
-        batches_per_epoch=max(1, n // cfg.batch_size),
-        start_epoch=checkpoint_epoch(checkpoint),
-        device=cfg.device,
-        **options,
+
+
+def build(features, settings) -> Combiner:
+    """MGUR's compositor: the Combiner (:mod:`cirlib.models.combiner`)."""
+    return Combiner(features.images.shape[1], dropout=settings.dropout)
+
+
+def loss(features, settings, run: TrainingRun):
+    """The spec's loss: :func:`mgur_loss` on the run's schedule (resumed runs continue it)."""
+    return mgur_loss(
+        features,
+        epochs=run.epochs,
+        batches_per_epoch=run.batches_per_epoch,
+        start_epoch=run.start_epoch,
+        feature_norm=settings.feature_norm,
+        device=run.device,
+        **{k: getattr(settings, k) for k in LOSS_OPTIONS},
     )
-    return fit(
-        model,
-        loss_fn,
-        n,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=seed,
-        checkpoint=checkpoint,
-        settings={"method": "mgur", "dropout": dropout, **options},
-        device=cfg.device,
-        amp=cfg.amp,
-        eval_fn=eval_fn,
-        desc=f"MGUR seed {seed}",
-        distributed=distributed,
-    )
+
+
+SPEC = MethodSpec(
+    name="mgur",
+    title="MGUR",
+    chapter="notebooks/04_mgur",
+    settings=Settings,
+    build=build,
+    loss=loss,
+    queries=mgur_queries,
+    complete=complete,
+)
+
+# The chapter's name for the trainer (:func:`cirlib.train.train_method` of this spec).
+train_mgur = SPEC.fit

@@ -22,18 +22,16 @@ Introduced in chapter "Comparing the methods".
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
+from dataclasses import dataclass
 
 from cirlib.distributed import gather, gather_with_grad, is_wrapped
 from cirlib.losses.relaxed_proximity import negative_confidence, relaxed_proximity_loss
+from cirlib.methods import mgur
 from cirlib.methods.combiner import combiner_queries
 from cirlib.methods.mapnet import TOY_SETTINGS as MAPNET_SETTINGS
-from cirlib.methods.mgur import matched_feature_norm, mgur_loss
-from cirlib.models.combiner import Combiner
-from cirlib.registry import MethodSpec
-from cirlib.train import FitResult, checkpoint_epoch, fit
+from cirlib.methods.mgur import mgur_loss
+from cirlib.methods.spec import MethodSpec
+from cirlib.train import TrainingRun
 
 RP_DEFAULTS = {
     "sigma": MAPNET_SETTINGS["sigma"],
@@ -92,67 +90,63 @@ def mgur_rp_loss(
     return loss_fn
 
 
-def train_mgur_rp(
-    train_features,
-    cfg,
-    *,
-    seed: int,
-    checkpoint: str | Path | None = None,
-    eval_fn=None,
-    sigma: float = RP_DEFAULTS["sigma"],
-    gamma: float = RP_DEFAULTS["gamma"],
-    rp_weight: float = RP_DEFAULTS["rp_weight"],
-    dropout: float = 0.5,
-    **mgur_options,
-) -> FitResult:
-    """Train a Combiner with :func:`mgur_rp_loss` on the profile's epochs, batch size and
-    learning rate (every method's budget); ``mgur_options`` are :func:`train_mgur`'s.
+@dataclass(frozen=True)
+class Settings(mgur.Settings):
+    """MGUR's settings plus RP's kernel width ``sigma``, margin ``gamma`` and weight."""
 
-    Introduced in chapter "Comparing the methods".
-    """
-    torch.manual_seed(seed)
-    dim = train_features.images.shape[1]
-    model = Combiner(dim, dropout=dropout)
-    n = len(train_features.texts)
-    mgur_options.setdefault("feature_norm", matched_feature_norm(dim))
-    rp = {"sigma": sigma, "gamma": gamma, "rp_weight": rp_weight}
-    loss_fn = mgur_rp_loss(
-        train_features,
-        epochs=cfg.epochs,
-        batches_per_epoch=max(1, n // cfg.batch_size),
-        start_epoch=checkpoint_epoch(checkpoint),
-        device=cfg.device,
+    sigma: float = RP_DEFAULTS["sigma"]
+    gamma: float = RP_DEFAULTS["gamma"]
+    rp_weight: float = RP_DEFAULTS["rp_weight"]
+
+
+def fingerprint(settings: Settings) -> dict:
+    """The checkpoint record: dropout, RP's three settings, the feature norm, and those of
+    MGUR's loss options that differ from MGUR's defaults (the record this method's checkpoints
+    have always had, so they still load)."""
+    mgur_defaults = mgur.Settings()
+    changed = {
+        k: getattr(settings, k)
+        for k in mgur.LOSS_OPTIONS
+        if getattr(settings, k) != getattr(mgur_defaults, k)
+    }
+    rp = {k: getattr(settings, k) for k in RP_DEFAULTS}
+    return {
+        "method": "mgur_rp",
+        "dropout": settings.dropout,
         **rp,
-        **mgur_options,
+        "feature_norm": settings.feature_norm,
+        **changed,
+    }
+
+
+def loss(features, settings: Settings, run: TrainingRun):
+    """The spec's loss: :func:`mgur_rp_loss` on the run's schedule."""
+    return mgur_rp_loss(
+        features,
+        epochs=run.epochs,
+        batches_per_epoch=run.batches_per_epoch,
+        start_epoch=run.start_epoch,
+        sigma=settings.sigma,
+        gamma=settings.gamma,
+        rp_weight=settings.rp_weight,
+        feature_norm=settings.feature_norm,
+        device=run.device,
+        **{k: getattr(settings, k) for k in mgur.LOSS_OPTIONS},
     )
-    return fit(
-        model,
-        loss_fn,
-        n,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=seed,
-        checkpoint=checkpoint,
-        settings={"method": "mgur_rp", "dropout": dropout, **rp, **mgur_options},
-        device=cfg.device,
-        amp=cfg.amp,
-        eval_fn=eval_fn,
-        desc=f"MGUR + RP seed {seed}",
-    )
 
 
-def _train(train_features, cfg, *, seed, split=None, checkpoint=None, **options):
-    return train_mgur_rp(train_features, cfg, seed=seed, checkpoint=checkpoint, **options).model
-
-
-MGUR_RP = MethodSpec(
+MGUR_RP = SPEC = MethodSpec(
     name="mgur_rp",
     title="MGUR + RP (new)",
     chapter="notebooks/08_comparison",
-    needs_tokens=False,
-    train=_train,
+    settings=Settings,
+    build=mgur.build,
+    loss=loss,
     queries=combiner_queries,
-    gallery=None,
-    defaults=dict(RP_DEFAULTS),
+    compared=False,
+    fingerprint=fingerprint,
+    complete=mgur.complete,
 )
+
+# The trainer under its former name (:func:`cirlib.train.train_method` of this spec).
+train_mgur_rp = SPEC.fit

@@ -7,8 +7,8 @@ target :math:`t_i` and a candidate gallery image :math:`c`,
 
     \Delta_{ic} = s(q_i, t_i) - s(q_i, c),
 
-the candidate's score gap *to the target, under the current model* (methods.md §6.2, item 3,
-reading (a)). Small or negative :math:`\Delta` means the model already ranks :math:`c` next to
+the candidate's score gap *to the target, under the current model* (the book's reading (a); Park,
+Park and Lee, 2026 do not define it). Small or negative :math:`\Delta` means the model already ranks :math:`c` next to
 (or above) the target: a hard negative, or a valid image the annotation did not list (a false
 negative). Large :math:`\Delta` means an easy negative that teaches nothing. The other
 reading, (b) :math:`\Delta_{ic} = s(t_i, c)` (image–image similarity to the target), would never
@@ -30,7 +30,7 @@ i.e. the candidates between the :math:`\ell`- and :math:`u`-quantiles of the que
 
 **Refresh.** :class:`TargetRelativeMiner` stores each query's zone (or a uniform subset of it,
 ``pool_size``) and rebuilds it every ``refresh_every`` epochs from freshly encoded queries and
-gallery; between refreshes the pools stay fixed (methods.md §6.2, item 5).
+gallery; between refreshes the pools stay fixed (a fixed interval, as DQE-CIR describes).
 
 Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
 """
@@ -150,9 +150,10 @@ class TargetRelativeMiner:
     seed : seeds the candidate and pool draws; refresh ``e`` uses ``seed`` and ``e`` only, so a
         run that restarts at epoch ``e`` draws what an uninterrupted one would.
 
+    Implements the :class:`~cirlib.miners.Miner` protocol: ``due(epoch)``;
     ``refresh(queries, gallery, epoch)`` takes the current query ``[Q, E]`` and gallery
     ``[N, E]`` embeddings (score = dot product); ``sample(idx, k)`` draws ``k`` negatives per
-    query. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+    query; ``state_dict()`` / ``load_state_dict(state)`` carry the pools between processes. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
 
     target_index: torch.Tensor
@@ -239,6 +240,20 @@ class TargetRelativeMiner:
         self.pool = torch.cat(pools)
         self.pool_length = torch.cat(lengths)
         self.refreshed_at.append(epoch)
+
+    def state_dict(self) -> dict:
+        """What :meth:`sample` and :meth:`due` read: the pools, their lengths and the epochs of
+        the refreshes so far (the :class:`~cirlib.miners.Miner` protocol)."""
+        return {
+            "pool": self.pool,
+            "pool_length": self.pool_length,
+            "refreshed_at": list(self.refreshed_at),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take over another miner's pools (e.g. rank 0's, under several processes)."""
+        self.pool, self.pool_length = state["pool"], state["pool_length"]
+        self.refreshed_at = list(state["refreshed_at"])
 
     def sample(
         self, idx: torch.Tensor, k: int, generator: torch.Generator | None = None

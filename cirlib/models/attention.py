@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cirlib.models.dropout import dropout
+from cirlib.models.short_softmax import attention_softmax
 
 
 def multi_head_attention(
@@ -76,7 +77,7 @@ def multi_head_attention(
         mask = key_padding_mask.bool()
         mask = mask[:, None, None, :] if h > 1 else mask[:, None, :]
         scores = scores.masked_fill(mask, float("-inf"))
-    weights = scores.softmax(dim=-1)
+    weights = attention_softmax(scores)  # short rows: cheaper than torch.softmax on a CPU
     out = dropout(weights, module.dropout, module.training) @ v
     if h > 1:
         out = out.transpose(1, 2).reshape(batch, lq, e)
@@ -84,3 +85,46 @@ def multi_head_attention(
     if not need_weights:
         return out, None
     return out, weights.mean(dim=1) if h > 1 else weights
+
+
+def shared_self_attention(
+    module: nn.MultiheadAttention, x: torch.Tensor, batch: int
+) -> torch.Tensor:
+    r"""``multi_head_attention(module, X, X, X)`` for a batch whose every row is the same
+    sequence ``x``, without computing the batch-independent parts ``batch`` times.
+
+    A Q-Former's first layer self-attends over its learned queries, which are the same for every
+    row: the projections :math:`X W^{q,k,v}_j`, the scores and their softmax are computed once
+    (``[h, L, L]``), and only what differs between rows is per row: the dropout on the attention
+    weights (one mask per row, drawn as :func:`multi_head_attention` draws it) and, after it,
+    the product with the values and the output projection. In eval mode (no dropout) the
+    output is computed once and broadcast. Same function as :func:`multi_head_attention` on
+    ``x.expand(batch, -1, -1)``, up to rounding (the gradients of the shared parts are summed
+    over the batch inside a product instead of by the expansion's backward).
+
+    Shapes: ``x [L, E]`` → ``[batch, L, E]`` (in eval mode a broadcast view of ``[L, E]``).
+    Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
+    """
+    if not module.batch_first or not module._qkv_same_embed_dim or module.bias_k is not None:
+        raise ValueError(
+            "shared_self_attention expects nn.MultiheadAttention(embed_dim, heads, "
+            "batch_first=True) without kdim/vdim or add_bias_kv"
+        )
+    e, h = module.embed_dim, module.num_heads
+    w, b = module.in_proj_weight, module.in_proj_bias
+    if b is None:
+        raise ValueError("shared_self_attention expects the projections to have biases")
+    length, dh = x.shape[0], e // h
+    k, v = F.linear(x, w[e:], b[e:]).chunk(2, dim=-1)
+    q = F.linear(x, w[:e], b[:e])
+    q, k, v = (t.reshape(length, h, dh).transpose(0, 1) for t in (q, k, v))  # [h, L, d_h]
+    weights = attention_softmax((q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(dh)))
+    if module.training and module.dropout > 0:
+        # one mask per row, as multi_head_attention draws it for the expanded batch
+        kept = dropout(weights.expand(batch, h, length, length), module.dropout)
+        out = kept.transpose(0, 1).reshape(h, batch * length, length) @ v  # [h, B*L, d_h]
+        out = out.view(h, batch, length, dh).permute(1, 2, 0, 3).reshape(batch, length, e)
+        return F.linear(out, module.out_proj.weight, module.out_proj.bias)
+    out = (weights @ v).transpose(0, 1).reshape(length, e)
+    out = F.linear(out, module.out_proj.weight, module.out_proj.bias)
+    return out.expand(batch, length, e)

@@ -1,9 +1,9 @@
 r"""Text-conditioned attribute weights (DQE-CIR): colour and shape sub-queries beside the Combiner.
 
 DQE-CIR adds attribute sub-queries for colour and shape to a BLIP-2 composed query and weighs
-them with weights predicted from the modification text (methods.md §6.1, item 2). We have no
+them with weights predicted from the modification text (Park, Park and Lee, 2026). We have no
 Q-Former here, so each piece is rebuilt on the frozen encoder's features (every choice below is
-ours, methods.md §6.2 items 1-2):
+ours):
 
 * **Base query**: the Combiner, :math:`q^0 = \mathrm{Combiner}(x_I, x_T)`, against the frozen
   target feature :math:`t^0 = \mathrm{normalize}(x_{I_t})`.

@@ -51,7 +51,7 @@ def gaussian_feature_augment(
     :math:`\hat f` as MGUR's paper and code define it. Because :math:`\mathrm{IN}(f)` has norm
     :math:`\approx\sqrt D` whatever the norm of :math:`f`, the output is about
     :math:`\sqrt{D}/\lVert f\rVert` times longer than the input (MGUR: norm 4, ``D = 512``, so
-    about 6 times; methods.md §7.3). ``form="norm_preserving"`` keeps the direction of
+    about 6 times; MGUR's ``normal_augmenter.py``). ``form="norm_preserving"`` keeps the direction of
     :math:`\hat f` and gives each row back its input norm:
 
     .. math:: \hat f^{\,\mathrm{np}} = \lVert f\rVert\, \frac{\hat f}{\lVert \hat f\rVert}

@@ -17,6 +17,7 @@ padding mask. Introduced in chapter "A tiny CLIP for a tiny world".
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import open_clip
@@ -105,18 +106,64 @@ def load_backbone(
             "run the paper profile on a machine with network access (e.g. Colab), or pass a "
             "local weights file as `pretrained`"
         )
-    model, _, transform = open_clip.create_model_and_transforms(
-        name, pretrained=str(pretrained) if pretrained else None, device=device
-    )
+    try:
+        model, _, transform = open_clip.create_model_and_transforms(
+            name, pretrained=str(pretrained) if pretrained else None, device=device
+        )
+    except (PermissionError, FileNotFoundError, IsADirectoryError):
+        raise
+    except Exception as err:
+        if pretrained and Path(pretrained).is_file() and not _readable(pretrained):
+            raise WeightsFileError(_unreadable_weights(pretrained, err)) from err
+        raise  # a whole file that does not fit the model is another problem: say that one
     if preprocess == "clip4cir":
         size = model.visual.image_size
         transform = clip4cir_preprocess(size if isinstance(size, int) else size[0])
     return model.eval(), transform, open_clip.get_tokenizer(name)
 
 
+class WeightsFileError(RuntimeError):
+    """An encoder's weights file exists but does not load (most often an incomplete download)."""
+
+
+def _readable(path) -> bool:
+    """Whether a weights file is whole as a container: a zip archive with its central directory
+    (torch and TorchScript files; a truncated one loses the directory, which sits at the end),
+    a safetensors file whose header parses, or a legacy pickle that torch can read."""
+    if zipfile.is_zipfile(path):
+        return True
+    try:
+        if str(path).endswith(".safetensors"):
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt"):
+                return True
+        torch.load(path, map_location="cpu", weights_only=False)
+        return True
+    except Exception:
+        return False
+
+
+def _unreadable_weights(path, err: Exception) -> str:
+    size = Path(path).stat().st_size
+    first = str(err).split(". ")[0][:160]
+    return (
+        f"weights file {path} ({size:,} bytes) does not load ({type(err).__name__}: {first}); "
+        "it is most likely an incomplete download or copy: delete it and download or copy it "
+        "again (compare its size with the source's)"
+    )
+
+
 def load_toy_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> dict:
-    """Load a checkpoint written by the pretraining script; returns its metadata."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    """Load a checkpoint written by the pretraining script; returns its metadata.
+
+    Raises :class:`WeightsFileError` naming the file when it cannot be read."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (PermissionError, FileNotFoundError, IsADirectoryError):
+        raise  # not the file's bytes (the reader raises OSError(EINVAL) on a truncated one)
+    except Exception as err:  # torch's zip reader and unpickler raise many kinds on bad bytes
+        raise WeightsFileError(_unreadable_weights(path, err)) from None
     if "state_dict" not in ckpt:
         raise ValueError(f"{path} is not a toy-encoder checkpoint (no 'state_dict' key)")
     state = {k: v.float() for k, v in ckpt["state_dict"].items()}

@@ -14,7 +14,7 @@ target :math:`I_t`) that are used at training time only:
 :class:`CaLa` is the Combiner of chapter "The Combiner baseline" plus these two branches; its
 ``forward`` *is* the Combiner, so inference is the baseline's, at the baseline's cost.
 
-Where this code departs from the released implementation (Chiangsonw/CaLa, methods.md §5.4), on
+Where this code departs from the released implementation (Chiangsonw/CaLa; Jiang et al., 2024), on
 purpose, each departure is documented where it happens:
 
 1. the compositor's attention layers are **separate** modules (the code reuses one module four
@@ -42,6 +42,7 @@ from torch import nn
 from cirlib.models.attention import multi_head_attention
 from cirlib.models.combiner import Combiner
 from cirlib.models.dropout import Dropout
+from cirlib.models.short_softmax import attention_softmax
 
 
 def spatial_tokens(feature_map: torch.Tensor) -> torch.Tensor:
@@ -51,7 +52,7 @@ def spatial_tokens(feature_map: torch.Tensor) -> torch.Tensor:
     each token is one place in the image. The released CaLa code instead calls
     ``feature_map.view(B, h*w, C)`` on the channel-first tensor: its "token" ``k`` is then the
     ``C`` consecutive numbers starting at flat index :math:`kC` of the ``[C, h, w]`` block, i.e.
-    pieces of a few channels over many positions (methods.md §5.4). The toy encoder's ViT tokens
+    pieces of a few channels over many positions (CaLa's released CLIP variant). The toy encoder's ViT tokens
     are already one per grid cell; :func:`cirlib.models.backbone.image_tokens` applies this same
     reshape to ResNet maps.
 
@@ -137,7 +138,7 @@ class HingeCrossAttention(nn.Module):
             "reference_to_text": a,
             "text_to_target": b,
             "logits": logits,
-            "attention": logits.softmax(dim=-1),
+            "attention": attention_softmax(logits),
             "values": self.target_value(g),
         }
 

@@ -12,7 +12,7 @@ from cirlib.models.dropout import Dropout
 class Combiner(nn.Module):
     r"""Fuse a reference-image feature and a text feature into one query feature.
 
-    With :math:`x_I, x_T \in \mathbb{R}^D` the *un-normalised* CLIP features (methods.md §2.4):
+    With :math:`x_I, x_T \in \mathbb{R}^D` the *un-normalised* CLIP features (Baldrati et al., 2023):
 
     .. math::
 

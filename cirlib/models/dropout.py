@@ -13,7 +13,7 @@ drop probability rounded to a multiple of :math:`2^{-16}` (:func:`effective_drop
 0.1 becomes 0.100006) and the expectation kept exact. The integers come four to a 64-bit word
 of the CPU generator, so a mask costs a quarter of the generator calls of ``torch.rand``
 (a ``256 x 1024`` mask: 0.47 ms against 0.80 ms for ``rand`` + compare, two threads; the whole
-dropout forward and backward, ``data_scripts/bench_train_step.py``: 1.06 ms against 1.31 ms,
+dropout forward and backward, ``data_scripts/bench_train_step.py --dropout``: 1.06 ms against 1.31 ms,
 one thread). Probabilities within :math:`2^{-8}` of 0 or 1, where the rounding would be coarse
 relative to :math:`p` or :math:`1-p`, use ``torch.rand(...) >= p`` instead; on CUDA, where the
 built-in kernel is already fused, it calls ``torch.nn.functional.dropout``. The random stream differs from

@@ -13,7 +13,7 @@ exceeds a target :math:`\rho` (1.25), and only as far as :math:`\rho`:
 after which the (bicubic) resize of the short side to :math:`S` and the :math:`S \times S`
 center crop keep at least :math:`1/\rho` of the long side. (The floor follows CLIP4Cir, so the
 padded ratio is :math:`\rho` up to one pixel per side.) Then RGB, ``ToTensor`` and CLIP's
-mean/std. There is no random augmentation in any CLIP4Cir stage (methods.md §2.1).
+mean/std. There is no random augmentation in any CLIP4Cir stage (Baldrati et al., 2023, released code).
 
 Introduced in the book page "Running the paper profile on a GPU".
 """

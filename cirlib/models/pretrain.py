@@ -15,11 +15,11 @@ import random
 import numpy as np
 import torch
 
-from cirlib.data.toyworld.render import render_array
-from cirlib.data.toyworld.scene import random_scene, scene_caption
 from cirlib.losses.clip_contrastive import clip_contrastive_loss
 from cirlib.models.backbone import TOY_MEAN, TOY_STD
 from cirlib.progress import progress
+from cirlib.toyworld.render import render_array
+from cirlib.toyworld.scene import random_scene, scene_caption
 
 HELD_OUT_SEED_OFFSET = 10_000  # held-out scenes come from a different random stream
 
@@ -135,20 +135,25 @@ def image_to_caption_recall(
 
 def pretrain_or_load(model, tokenizer, checkpoint, **kwargs) -> list[dict]:
     """Load ``checkpoint`` into ``model`` when it exists (returning its loss history); otherwise
-    run :func:`pretrain_toy_clip` with ``kwargs`` and save model and history atomically."""
+    run :func:`pretrain_toy_clip` with ``kwargs`` and save model and history atomically.
+
+    The chapter run twice at once pretrains once: the second run waits on the checkpoint's
+    lock (:func:`cirlib.io.exclusive`), then loads what the first saved."""
     from pathlib import Path
 
-    from cirlib.io import atomic_torch_save
+    from cirlib.io import atomic_torch_save, exclusive
+    from cirlib.train import load_checkpoint
 
     path = Path(checkpoint)
-    if path.exists():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("kwargs") == kwargs:
-            model.load_state_dict(state["state_dict"])
-            model.eval()
-            return state["history"]
-    history = pretrain_toy_clip(model, tokenizer, **kwargs)
-    atomic_torch_save(
-        path, {"state_dict": model.state_dict(), "history": history, "kwargs": kwargs}
-    )
+    with exclusive(path):
+        if path.exists():
+            state = load_checkpoint(path, weights_only=True)  # a damaged file is named
+            if state.get("kwargs") == kwargs:
+                model.load_state_dict(state["state_dict"])
+                model.eval()
+                return state["history"]
+        history = pretrain_toy_clip(model, tokenizer, **kwargs)
+        atomic_torch_save(
+            path, {"state_dict": model.state_dict(), "history": history, "kwargs": kwargs}
+        )
     return history

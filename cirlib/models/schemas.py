@@ -1,6 +1,6 @@
 r"""Schemas: a few learnable query tokens that read token features by cross-attention.
 
-A small Q-Former (BLIP-2's querying transformer, as SPRC and MAPNet use it; methods.md §3.1,
+A small Q-Former (BLIP-2's querying transformer, as SPRC and MAPNet use it; Li et al., 2023,
 §4.2). :math:`N_s` learned vectors attend to the tokens of the frozen encoder and come out as
 :math:`N_s` "schemas", each free to specialise on one part of the input (an object, an
 attribute, a word of the edit). MAPNet runs the same module twice:
@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cirlib.models.attention import multi_head_attention
+from cirlib.models.attention import multi_head_attention, shared_self_attention
 from cirlib.models.dropout import Dropout
 
 
@@ -31,8 +31,10 @@ class SchemaLayer(nn.Module):
         x \leftarrow x + \mathrm{CA}(\mathrm{LN}(x), m),\quad
         x \leftarrow x + \mathrm{MLP}(\mathrm{LN}(x))
 
-    Shapes: ``x`` ``[B, N_s, W]``, ``memory`` ``[B, T, W]``, ``memory_padding`` ``[B, T]``
-    (True where a token is padding). Introduced in chapter "MAPNet: multi-schema interaction
+    Shapes: ``x`` ``[B, N_s, W]``, or ``[N_s, W]`` for a sequence that is the same in every row
+    (its self-attention is then computed once, :func:`~cirlib.models.attention.shared_self_attention`),
+    ``memory`` ``[B, T, W]``, ``memory_padding`` ``[B, T]`` (True where a token is padding);
+    returns ``x`` ``[B, N_s, W]``. Introduced in chapter "MAPNet: multi-schema interaction
     and relaxed proximity".
     """
 
@@ -59,7 +61,11 @@ class SchemaLayer(nn.Module):
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         h = self.norm_self(x)
-        x = x + self.dropout(multi_head_attention(self.self_attention, h, h, h)[0])
+        if x.dim() == 2:  # [N_s, W]: the learned queries, the same in every row of the batch
+            attended = shared_self_attention(self.self_attention, h, len(memory))
+        else:
+            attended = multi_head_attention(self.self_attention, h, h, h)[0]
+        x = x + self.dropout(attended)
         h = self.norm_cross(x)
         attended, weights = multi_head_attention(
             self.cross_attention, h, memory, memory,
@@ -145,7 +151,9 @@ class SchemaEncoder(nn.Module):
                     image_tokens.shape[:2], dtype=torch.bool, device=text_mask.device
                 )
                 padding = torch.cat([image_kept, ~text_mask.bool()], dim=1)
-        x = self.queries.expand(len(image_tokens), -1, -1)
+        # the queries enter un-expanded: the first layer self-attends over them once for the
+        # whole batch (shared_self_attention); its cross-attention makes the rows differ
+        x = self.queries
         attention = None
         for k, layer in enumerate(self.layers):
             last = return_attention and k == len(self.layers) - 1

@@ -13,7 +13,7 @@ import re
 
 import torch
 
-from cirlib.data.toyworld.scene import CELLS, COLOURS, SHAPES, SIZES
+from cirlib.toyworld.scene import CELLS, COLOURS, SHAPES, SIZES
 
 PAD, UNK, SOT = "<pad>", "<unk>", "<sot>"
 EOT = "<eot>"

@@ -2,8 +2,22 @@ r"""Entropic optimal transport solved by Sinkhorn iterations, batched: in the lo
 the scalings themselves when the costs span few enough nats for that to be safe.
 
 MAPNet matches the schemas of a composed query to those of its target with an entropic transport
-plan (methods.md §4.3). Every triplet in a batch is its own small problem, so the solver works on a
+plan (Shi et al., 2025; Sinkhorn iterations: Cuturi, 2013). Every triplet in a batch is its own
+small problem, so the solver works on a
 stack of cost matrices ``[B, n, m]`` at once instead of looping over pairs.
+
+**Why not POT's batched solver.** POT 0.9.7 (a pinned dependency) ships the same batched
+iterations on torch tensors, ``ot.batch.solve_batch(M, reg, method="sinkhorn" | "log_sinkhorn")``.
+Measured against it on one thread (CPU time, fastest of 7 alternating rounds, under a load of
+about 11 on 2 cores, with ``python data_scripts/bench_sinkhorn.py``): on 64 problems of 32 x 32
+in float64 this solver takes 4.6 ms against POT's 7.1 ms in the kernel domain (1.55x) and
+22.2 ms in the log domain; on MAPNet's per-step problem (256 plans of 8 x 8, float32, tol 1e-4)
+1.3 ms against 2.8 ms (2.1x) and 6.6 ms. The two log domains are on a par (within 10%).
+The plans agree to 8e-11 (float64) and 3e-6 (float32) with the same row-argmax everywhere, and
+``tests/unit/ot/test_sinkhorn.py`` checks them against ``ot.batch``. POT's kernel domain
+exponentiates :math:`-M/\tau` without a shift, so it returns NaN once the kernel underflows
+(float32 costs in [1, 2] at :math:`\tau = 0.01`), where ``domain="auto"`` here switches to
+the log domain. So the book keeps this solver, and POT stays its reference.
 
 Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
 """
@@ -71,7 +85,7 @@ def sinkhorn_potentials(
     ``domain="kernel"`` runs the same iterations on :math:`u, v` themselves,
     :math:`u \leftarrow a / (K v)`, :math:`v \leftarrow b / (K^\top u)`: two small batched
     products per iteration instead of about twenty element-wise passes (MAPNet's 8 x 8 problems
-    solve about 3.7x faster, ``data_scripts/bench_sinkhorn.py``). Each row of :math:`K` is first
+    solve about 3.7x faster, ``python data_scripts/bench_sinkhorn.py``). Each row of :math:`K` is first
     divided by its largest entry (a factor :math:`u` absorbs), so a row's entries lie in
     :math:`[e^{-s}, 1]` with :math:`s` the row's span of :math:`M/\tau`. That is safe only while
     :math:`s` is moderate; ``"auto"`` (default) takes the kernel path when every row spans at
@@ -88,6 +102,14 @@ def sinkhorn_potentials(
     Returns
     -------
     log_u ``[B, n]``, log_v ``[B, m]`` (without the batch axis for a 2-D ``cost``), iterations.
+
+    Examples
+    --------
+    >>> import torch
+    >>> log_u, log_v, iters = sinkhorn_potentials(torch.zeros(1, 2, 2), tau=0.1)
+    >>> (log_u[..., :, None] + log_v[..., None, :]).exp().round(decimals=4)  # zero cost: a / n
+    tensor([[[0.2500, 0.2500],
+             [0.2500, 0.2500]]])
 
     Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
     """
@@ -117,18 +139,22 @@ def _kernel_iterations(log_k, log_a, log_b, max_iters, tol, check_every):
     shift = log_k.amax(dim=2, keepdim=True)  # [B, n, 1]: absorbed by u
     k = (log_k - shift).exp()
     k_t = k.transpose(1, 2).contiguous()
-    a, b = log_a.exp(), log_b.exp()
+    # u, v, a, b as columns [B, ·, 1] and the products written into two preallocated buffers:
+    # an iteration is two bmm and two divisions, with no reshaping op or allocation around them
+    # (MAPNet runs up to 100 iterations at every step; same arithmetic, 1.2x faster)
+    a, b = log_a.exp()[..., None], log_b.exp()[..., None]
     u, v = torch.ones_like(a), torch.ones_like(b)
+    row, column = torch.empty_like(a), torch.empty_like(b)
     iters = 0
     while iters < max_iters:
-        row = torch.bmm(k, v[..., None])[..., 0]  # K v
+        torch.bmm(k, v, out=row)  # K v
         if iters > 0 and iters % check_every == 0:
             if (u * row - a).abs().max().item() < tol:  # the plan's row sums against a
                 break
         iters += 1
-        u = a / row
-        v = b / torch.bmm(k_t, u[..., None])[..., 0]
-    return u.log() - shift[..., 0], v.log(), iters
+        torch.div(a, row, out=u)
+        torch.div(b, torch.bmm(k_t, u, out=column), out=v)
+    return u[..., 0].log() - shift[..., 0], v[..., 0].log(), iters
 
 
 def _log_iterations(log_k, log_a, log_b, max_iters, tol, check_every):
@@ -162,7 +188,7 @@ def sinkhorn(
     check_every: int = 10,
     domain: str = "auto",
 ) -> torch.Tensor:
-    r"""Entropic optimal transport plans for a batch of cost matrices.
+    r"""Entropic optimal transport plans for a batch of cost matrices (Cuturi, 2013).
 
     Solves, for each cost matrix :math:`M \in \mathbb{R}^{n\times m}`,
 
@@ -218,6 +244,12 @@ def plan_assignment(plan: torch.Tensor) -> torch.Tensor:
     Not a one-to-one matching in general: two rows may pick the same column.
 
     Shapes: ``plan`` ``[..., n, m]`` → ``[..., n]`` (long).
+    Examples
+    --------
+    >>> import torch
+    >>> plan_assignment(torch.tensor([[[0.1, 0.4], [0.3, 0.2]]])).tolist()
+    [[1, 0]]
+
     Introduced in chapter "MAPNet: multi-schema interaction and relaxed proximity".
     """
     return plan.argmax(dim=-1)

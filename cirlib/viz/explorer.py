@@ -30,13 +30,16 @@ from matplotlib.colors import TwoSlopeNorm
 
 from cirlib.data.features import SplitFeatures
 from cirlib.data.records import CIRSplit
-from cirlib.data.toyworld.edits import Edit, edit_results, is_valid_target
-from cirlib.data.toyworld.render import render_array, render_scene
-from cirlib.data.toyworld.scene import CELLS, Scene, scene_caption
 from cirlib.eval.ranking import topk
 from cirlib.losses.multi_schema_interaction import schema_assignment
+from cirlib.methods.mapnet import MAPNet
 from cirlib.models import backbone
+from cirlib.models.attributes import AttributeWeightedCombiner
+from cirlib.models.cala import CaLa
 from cirlib.registry import get_method
+from cirlib.toyworld.edits import Edit, edit_results, is_valid_target
+from cirlib.toyworld.render import render_array, render_scene
+from cirlib.toyworld.scene import CELLS, Scene, scene_caption
 from cirlib.viz.gallery import PLAIN, TARGET, _frame
 from cirlib.viz.toy_parse import ToyParseError, parse_edit, parse_scene
 
@@ -157,7 +160,7 @@ def valid_gallery_rows(
     scenes: dict[str, Scene], gallery: list[str], reference: Scene, edit: Edit
 ) -> list[int]:
     """Gallery rows whose scene follows from ``reference`` by ``edit`` (the toy world's
-    :func:`~cirlib.data.toyworld.edits.is_valid_target`), the reference itself excluded."""
+    :func:`~cirlib.toyworld.edits.is_valid_target`), the reference itself excluded."""
     return [
         i
         for i, name in enumerate(gallery)
@@ -176,20 +179,22 @@ def method_picture(method: str, model, query: SplitFeatures, context: ExplorerCo
     ref_tokens = query.image_tokens.float().to(device)
     text_tokens = query.text_tokens.float().to(device)
     mask = query.text_mask.to(device)
-    if method == "mapnet":
+    # The picture follows the model, not the method's name: any registered method built on one
+    # of these heads (a control, a variant) shows what that head can show.
+    if isinstance(model, MAPNet):
         model.eval()
         length = int(mask.sum())  # positions past the end token are padding
         query_schemas = model.schemas(ref_tokens, text_tokens[:, :length], mask[:, :length])
         target_schemas = model.schemas(target_tokens)
-        tau = get_method("mapnet").defaults.get("tau", 0.1)
+        tau = get_method(method).defaults.get("tau", 0.1)
         plan, assignment = schema_assignment(target_schemas, query_schemas, tau)
         return {"kind": "transport_plan", "plan": plan[0].cpu().numpy(),
                 "assignment": assignment[0].cpu().numpy(), "tau": tau, "image_row": top_row}  # fmt: skip
-    if method == "cala":
+    if isinstance(model, CaLa):
         maps = model.hinge.eval().maps(ref_tokens, text_tokens, mask, target_tokens)
         return {"kind": "hinge_attention", "attention": maps["attention"][0].cpu().numpy(),
                 "image_row": top_row}  # fmt: skip
-    if method == "dqe":
+    if isinstance(model, AttributeWeightedCombiner):
         parts = model.eval()(query.images.to(device), query.texts.to(device), ref_tokens)
         labels = ["base", *getattr(model, "attributes", ())]
         return {"kind": "attribute_weights", "weights": parts.weights[0].cpu().numpy(),

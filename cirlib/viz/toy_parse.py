@@ -1,7 +1,7 @@
 """Read typed text back into the toy world: a modification text into an :class:`Edit`, a scene
 description into a :class:`Scene`.
 
-The toy world writes its texts from structured edits (:func:`cirlib.data.toyworld.edits.edit_texts`);
+The toy world writes its texts from structured edits (:func:`cirlib.toyworld.edits.edit_texts`);
 the explorer lets a reader type any text, and to mark the valid targets of a typed text it needs
 the edit behind it. These parsers invert the grammar's templates exactly (the tests check
 ``parse_edit(text) == edit`` for both phrasings of sampled edits) and refuse anything else, with a
@@ -12,8 +12,8 @@ Introduced in chapter "The explorer".
 
 from __future__ import annotations
 
-from cirlib.data.toyworld.edits import Edit, Selector
-from cirlib.data.toyworld.scene import CELLS, COLOURS, SHAPES, SIZES, Obj, Scene, make_scene
+from cirlib.toyworld.edits import Edit, Selector
+from cirlib.toyworld.scene import CELLS, COLOURS, SHAPES, SIZES, Obj, Scene, make_scene
 
 ARTICLES = ("a", "an", "the")
 
@@ -124,7 +124,7 @@ def parse_edit(text: str) -> Edit:
 def parse_scene(text: str) -> Scene:
     """A scene from its description, objects separated by commas or "and":
     "large red circle at top-left, small blue rectangle at middle-center" (the format of
-    :func:`cirlib.data.toyworld.scene.scene_caption`; an article in front is allowed).
+    :func:`cirlib.toyworld.scene.scene_caption`; an article in front is allowed).
 
     Every object needs its size, colour, shape and cell: a typed scene is drawn and encoded as
     it is, so nothing may be left open.

@@ -1,41 +1,15 @@
-"""The offline toy world: scenes, renderer, edit grammar, split generation and export."""
+"""The toy world's former address: it moved to :mod:`cirlib.toyworld` (the encoder's vocabulary
+and pretraining read it, and :mod:`cirlib.data` reads the encoder, so living inside ``data`` made
+``data`` and ``models`` import each other). ``cirlib.data.toyworld`` and its submodules stay
+importable as the same module objects."""
 
-from cirlib.data.toyworld.edits import (
-    EDIT_TYPES,
-    Edit,
-    Selector,
-    edit_results,
-    edit_texts,
-    is_valid_target,
-    sample_edit,
-)
-from cirlib.data.toyworld.render import render_scene
-from cirlib.data.toyworld.scene import Obj, Scene, make_scene, random_scene, scene_caption
-from cirlib.data.toyworld.world import (
-    FASHIONIQ_CATEGORIES,
-    SPLITS,
-    generate_world,
-    make_toyworld,
-    scene_from_json,
-)
+import sys
 
-__all__ = [
-    "EDIT_TYPES",
-    "FASHIONIQ_CATEGORIES",
-    "SPLITS",
-    "Edit",
-    "Obj",
-    "Scene",
-    "Selector",
-    "edit_results",
-    "edit_texts",
-    "generate_world",
-    "is_valid_target",
-    "make_scene",
-    "make_toyworld",
-    "random_scene",
-    "render_scene",
-    "sample_edit",
-    "scene_caption",
-    "scene_from_json",
-]
+from cirlib import toyworld
+from cirlib.toyworld import *  # noqa: F403
+from cirlib.toyworld import edits, render, scene, world
+
+__all__ = toyworld.__all__
+
+for _module in (edits, render, scene, world):
+    sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[1]}"] = _module

@@ -4,6 +4,7 @@ what is missing, atomic installs, and the registry's use of the installed datase
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -55,6 +56,16 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 def _image(path: Path, shade: int = 0) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (3, 2), (shade, 0, 0)).save(path)
+
+
+def _tiny_jpeg() -> bytes:
+    """A valid 1x1 JPEG: preparation decodes every image, so an empty file will not do."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+TINY_JPEG = _tiny_jpeg()
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -406,7 +417,7 @@ def test_real_fashioniq_with_one_category_of_images(realdata, tmp_path, data_dir
     images = tmp_path / "images"
     images.mkdir()
     for name in names:
-        (images / f"{name}.jpg").touch()
+        (images / f"{name}.jpg").write_bytes(TINY_JPEG)
     code, out, err = run(capsys, "fashioniq", root, "--images", images)
     assert code == 0, err
     # 74,381 distinct images in the nine split lists (77,683 entries; shirt and toptee share 3,302).
@@ -435,7 +446,7 @@ def test_real_shoes_with_the_attribute_discovery_tree(realdata, tmp_path, data_d
         if name not in absent:
             folder = tree / name.rsplit("_", 1)[0].removeprefix("img_") / "0"
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / name).touch()
+            (folder / name).write_bytes(TINY_JPEG)
     code, out, _ = run(capsys, "shoes", root, "--images", tree)
     assert code == 1 and f"MISSING Shoes images ({len(absent):,} of 14,658)" in out
     code, out, err = run(capsys, "shoes", root, "--images", tree, "--allow-missing-images")
@@ -446,3 +457,199 @@ def test_real_shoes_with_the_attribute_discovery_tree(realdata, tmp_path, data_d
     assert loaded.gallery == [n for n in test if n not in absent]
     assert all(t.reference not in absent and t.target not in absent for t in loaded.triplets)
     assert len(loaded) == 211
+
+
+# ----------------------------------------------------------------------------- --check = install's checks
+# Issue 16, items 2-3: --check used to call "complete" annotation files the loader then rejected,
+# and installed truncated or undecodable images with exit status 0.
+
+
+def _json_edit(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps(change(data)))
+
+
+def _drop_caption(entries):
+    del entries[0]["caption"]
+    return entries
+
+
+def _unknown_reference(entries):
+    entries[0]["reference"] = "dev-999-0-img0"
+    return entries
+
+
+CIRR_BROKEN = {
+    "invalid JSON": ("captions/cap.rc2.val.json", None, "not valid JSON"),
+    "entry without caption": (
+        "captions/cap.rc2.val.json",
+        _drop_caption,
+        "field 'caption': missing",
+    ),
+    "reference missing from the split": (
+        "captions/cap.rc2.val.json",
+        _unknown_reference,
+        "'dev-999-0-img0' is not in the split's image list",
+    ),
+    "empty split": ("image_splits/split.rc2.val.json", lambda d: {}, "lists no images"),
+    "empty captions": ("captions/cap.rc2.val.json", lambda d: [], "holds no query entries"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CIRR_BROKEN))
+@pytest.mark.parametrize("check", [True, False], ids=["check", "install"])
+def test_cirr_check_runs_the_loader_checks(tmp_path, data_dir, capsys, case, check):
+    src = _write_cirr(tmp_path / "download")
+    rel, change, message = CIRR_BROKEN[case]
+    path = src / "cirr" / rel
+    if change is None:
+        path.write_text(path.read_text()[:-3])
+    else:
+        _json_edit(path, change)
+    code, out, err = run(capsys, "cirr", src, *(["--check"] if check else []))
+    assert code == 1, out
+    assert message in err and str(path) in err, err
+    assert "complete" not in out
+    assert not (data_dir / "cirr").exists() and _leftovers(data_dir) == []
+
+
+def _fiq_drop_captions(entries):
+    del entries[0]["captions"]
+    return entries
+
+
+def _fiq_unknown_candidate(entries):
+    entries[0]["candidate"] = "B0NOTLISTED"
+    return entries
+
+
+FIQ_BROKEN = {
+    "invalid JSON": ("captions/cap.shirt.val.json", None, "not valid JSON"),
+    "entry without captions": (
+        "captions/cap.shirt.val.json",
+        _fiq_drop_captions,
+        "'captions': missing",
+    ),
+    "reference missing from the split": (
+        "captions/cap.shirt.val.json",
+        _fiq_unknown_candidate,
+        "'B0NOTLISTED' is not in the split's image list",
+    ),
+    "empty split": ("image_splits/split.shirt.val.json", lambda d: [], "lists no images"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FIQ_BROKEN))
+def test_fashioniq_check_runs_the_loader_checks(tmp_path, data_dir, capsys, case):
+    src = tmp_path / "download"
+    _write_fashioniq(src)
+    rel, change, message = FIQ_BROKEN[case]
+    path = src / rel
+    if change is None:
+        path.write_text(path.read_text()[:-3])
+    else:
+        _json_edit(path, change)
+    code, out, err = run(capsys, "fashioniq", src, "--check")
+    assert code == 1, out
+    assert message in err and str(path) in err, err
+    assert not (data_dir / "fashioniq").exists() and _leftovers(data_dir) == []
+
+
+def test_shoes_check_runs_the_loader_checks(tmp_path, data_dir, capsys):
+    src = tmp_path / "shoes"
+    _write_shoes(src)
+    captions = src / "dataset" / "relative_captions_shoes.json"
+    _json_edit(captions, lambda e: [{k: v for k, v in e[0].items() if k != "RelativeCaption"}])
+    code, out, err = run(capsys, "shoes", src, "--check")
+    assert code == 1 and f"{captions}: entry 0, field 'RelativeCaption': missing" in err, out
+
+
+def test_check_passes_what_install_accepts(tmp_path, data_dir, capsys):
+    src = _write_cirr(tmp_path / "download")
+    code, out, _ = run(capsys, "cirr", src, "--check")
+    assert code == 0 and "the loader accepts it" in out
+    assert "val: 1 queries, gallery 6 images" in out and "18 images decoded" in out
+    assert not (data_dir / "cirr").exists() and _leftovers(data_dir) == []
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not an image"])
+@pytest.mark.parametrize("check", [True, False], ids=["check", "install"])
+def test_cirr_undecodable_image_is_named(tmp_path, data_dir, capsys, damage, check):
+    src = _write_cirr(tmp_path / "download")
+    bad = src / "dev" / "dev-3-0-img1.png"
+    Image.new("RGB", (64, 64), (9, 9, 9)).save(bad)  # big enough to truncate mid-data
+    if damage == "truncated":
+        _truncate(bad)
+    else:
+        bad.write_text("<html>quota exceeded</html>")
+    code, out, err = run(capsys, "cirr", src, *(["--check"] if check else []))
+    assert code == 1, out
+    assert "1 of 18 cirr images do not decode" in err and str(bad) in err, err
+    assert not (data_dir / "cirr").exists() and _leftovers(data_dir) == []
+
+
+def test_fashioniq_undecodable_image_is_named(tmp_path, data_dir, capsys):
+    src = tmp_path / "download"
+    _write_fashioniq(src)
+    bad = src / "image_data" / "toptee" / "B022TEST1.jpg"
+    Image.new("RGB", (64, 64), (9, 9, 9)).save(bad)
+    _truncate(bad)
+    code, _, err = run(capsys, "fashioniq", src)
+    assert code == 1 and str(bad) in err and "do not decode" in err, err
+    assert "delete them" in err
+    bad.unlink()  # the advice: a deleted image is a missing one, which FashionIQ accepts
+    code, out, err = run(capsys, "fashioniq", src)
+    assert code == 0, err
+
+
+def test_images_are_decoded_with_a_progress_bar(tmp_path, monkeypatch):
+    from cirlib.data import image_check
+
+    seen = {}
+
+    def fake_progress(iterable, **kwargs):
+        seen.update(kwargs, n=len(iterable))
+        return iterable
+
+    monkeypatch.setattr(image_check, "progress", fake_progress)
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    _image(good)
+    bad.write_bytes(b"\x89PNG\r\n")
+    result = image_check.undecodable_images([good, bad, tmp_path / "gone.png"], desc="x")
+    assert [p for p, _ in result] == [bad, tmp_path / "gone.png"]
+    assert result[1][1] == "missing" and seen == {"desc": "x", "unit": "img", "n": 3}
+
+
+def test_loader_error_on_a_damaged_toy_world_advises_what_repairs_it(tmp_path):
+    from cirlib.data.toy import load_toy
+    from cirlib.toyworld import make_toyworld
+
+    groups = {"train": 2, "val": 2, "test": 2}
+    world = make_toyworld(tmp_path, groups, seed=1, image_size=16)
+    captions = world / "cirr_dataset" / "cirr" / "captions" / "cap.rc2.val.json"
+    captions.write_text(captions.read_text()[:-5])
+    with pytest.raises(DatasetError) as err:
+        load_toy(world, "val")
+    message = str(err.value)
+    assert str(captions) in message and "delete that folder" in message
+    # Re-running the generator alone keeps the damaged file (the world is reused) ...
+    assert make_toyworld(tmp_path, groups, seed=1, image_size=16) == world
+    with pytest.raises(DatasetError):
+        load_toy(world, "val")
+    # ... deleting the folder first, as advised, repairs it.
+    shutil.rmtree(world)
+    assert len(load_toy(make_toyworld(tmp_path, groups, seed=1, image_size=16), "val")) > 0
+
+
+def test_an_archive_given_as_source_is_named_with_how_to_extract_it(tmp_path, capsys, data_dir):
+    """A half-understood download step: the archive itself passed instead of its folder."""
+    archive = tmp_path / "cirr_dataset.zip"
+    archive.write_bytes(b"PK\x03\x04 not really a zip")
+    code, _, err = run(capsys, "cirr", archive)
+    assert code == 1
+    assert "is a file, not a folder" in err and "extract it first" in err and str(archive) in err

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from cirlib.data.cirr import load_cirr
+from cirlib.data.records import CIRSplit, Triplet
 from cirlib.eval.submission import read_cirr_submission, write_cirr_submission
 
 
@@ -34,14 +36,26 @@ def top3(i: int) -> list[str]:
     return MEMBERS[i][1:4]
 
 
-def write(tmp_path, top50s=None, top3s=None, refs=REFS, ids=PAIR_IDS, **kw):
+def fake_split(name="cirr/test1", ids=PAIR_IDS) -> CIRSplit:
+    """A test1-like split: the three queries above, a gallery holding every name they use."""
+    triplets = [
+        Triplet(pid, REFS[i], ("c",), "c", None, tuple(MEMBERS[i])) for i, pid in enumerate(ids)
+    ]
+    gallery = sorted({n for i in range(3) for n in (*MEMBERS[i], *top50(i))})
+    return CIRSplit(name, triplets, gallery, {})
+
+
+SPLIT = fake_split()
+
+
+def write(tmp_path, top50s=None, top3s=None, ids=PAIR_IDS, split=SPLIT, **kw):
     top50s = top50s if top50s is not None else [top50(i) for i in range(3)]
     top3s = top3s if top3s is not None else [top3(i) for i in range(3)]
-    return write_cirr_submission(ids, top50s, top3s, tmp_path / "out", references=refs, **kw)
+    return write_cirr_submission(ids, top50s, top3s, tmp_path / "out", split=split, **kw)
 
 
 def test_round_trip(tmp_path):
-    recall_path, subset_path = write(tmp_path, stem="val", subset_members=MEMBERS)
+    recall_path, subset_path = write(tmp_path, stem="val")
     assert recall_path == tmp_path / "out" / "val_recall.json"
     assert subset_path == tmp_path / "out" / "val_recall_subset.json"
 
@@ -75,10 +89,21 @@ def test_round_trip(tmp_path):
         (dict(top3s=[top3(0), [REFS[1], *top3(1)[:2]], top3(2)]), "reference image"),
         (dict(top3s=[top3(0), top3(1), ["m2-0", "m2-0", "m2-1"]]), "more than once"),
         (dict(top50s=[top50(0), top50(1)]), "3 pair ids but 2 recall lists"),
-        (dict(refs=REFS[:2]), "3 pair ids but 2 references"),
-        (dict(ids=[1, 2, 1]), "appears more than once"),
-        (dict(ids=[1, 2, "x"]), "not an integer"),
-        (dict(top3s=[top3(0), top3(1), ["m2-0", "m2-1", "zz"]], subset_members=MEMBERS), "subset"),
+        (dict(ids=[12063, 7, 12063]), "appears more than once"),
+        (dict(ids=[12063, 7, "x"]), "not an integer"),
+        (dict(top3s=[top3(0), top3(1), ["m2-0", "m2-1", "m1-0"]]), "subset"),
+        # issue 16, item 4: an incomplete query set, an unknown pair id, a name outside test1
+        (
+            dict(ids=PAIR_IDS[:2], top50s=[top50(0), top50(1)], top3s=[top3(0), top3(1)]),
+            "1 of its queries are missing \\(first: 300\\)",
+        ),
+        (dict(ids=[12063, 7, 301]), "1 pair ids are not in it \\(first: 301\\)"),
+        (
+            dict(top50s=[top50(0), top50(1), top50(2)[:49] + ["img-9-9"]]),
+            "not in the test1 gallery",
+        ),
+        (dict(top3s=[top3(0), top3(1), ["m2-0", "m2-1", "zz"]]), "not in the test1 gallery"),
+        (dict(split=fake_split("cirr/val")), "test1 split only"),
     ],
 )
 def test_invalid_submissions_raise_and_write_nothing(tmp_path, change, message):
@@ -129,21 +154,17 @@ def test_official_demo_files_are_accepted():
 
 @pytest.mark.skipif(not (CIRR_DIR / "demo_files").is_dir(), reason="CIRR realdata not present")
 def test_writer_reproduces_the_demo_files(tmp_path):
-    caps = json.loads((CIRR_DIR / "captions" / "cap.rc2.test1.json").read_text())
     demo = CIRR_DIR / "demo_files"
     rec = json.loads((demo / "test1_pred_ranks_recall.json").read_text())
     sub = json.loads((demo / "test1_pred_ranks_recall_subset.json").read_text())
     ids = [k for k in rec if k not in ("version", "metric")]
-    refs_by_id = {str(c["pairid"]): c["reference"] for c in caps}
-    members_by_id = {str(c["pairid"]): c["img_set"]["members"] for c in caps}
     paths = write_cirr_submission(
         [int(k) for k in ids],
         [rec[k] for k in ids],
         [sub[k] for k in ids],
         tmp_path,
         "test1_pred_ranks",
-        references=[refs_by_id[k] for k in ids],
-        subset_members=[members_by_id[k] for k in ids],
+        split=load_cirr(CIRR_DIR, "test1"),
     )
     assert json.loads(paths[0].read_text()) == rec
     assert json.loads(paths[1].read_text()) == sub

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from cirlib.models.attention import multi_head_attention
+from cirlib.models.attention import multi_head_attention, shared_self_attention
 
 
 def _module(width, heads, dropout=0.0, seed=0):
@@ -80,3 +80,31 @@ def test_refuses_modules_it_does_not_cover():
     ):
         with pytest.raises(ValueError, match="multi_head_attention expects"):
             multi_head_attention(module, x, x, x)
+
+
+@pytest.mark.parametrize("heads", [1, 4])
+@pytest.mark.parametrize("training", [False, True])
+def test_shared_self_attention_is_the_attention_of_the_expanded_batch(heads, training):
+    """Same outputs and gradients as multi_head_attention on x expanded over the batch; in
+    training the per-row dropout masks are the same draws (same seed, same shape)."""
+    module = _module(16, heads, dropout=0.3).train(training)
+    x = torch.randn(5, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    grad = torch.randn(3, 5, 16, dtype=torch.float64)
+    outputs, grads = [], []
+    for shared in (True, False):
+        module.zero_grad()
+        leaf = x.clone().requires_grad_()
+        torch.manual_seed(7)
+        if shared:
+            out = shared_self_attention(module, leaf, 3)
+        else:
+            expanded = leaf.expand(3, -1, -1)
+            out = multi_head_attention(module, expanded, expanded, expanded)[0]
+        out.backward(grad)
+        outputs.append(out)
+        grads.append([leaf.grad] + [p.grad for p in module.parameters()])
+    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-12, rtol=0)
+    for ours, reference in zip(*grads):
+        torch.testing.assert_close(ours, reference, atol=1e-12, rtol=0)
+    rows_differ = not torch.equal(outputs[0][0], outputs[0][1])
+    assert rows_differ == training  # per-row dropout masks in training, one output in eval

@@ -46,3 +46,28 @@ def test_gradients_reach_queries_and_both_projections():
     out.pow(2).sum().backward()
     for p in (enc.queries, enc.image_in[0].weight, enc.text_in[0].weight):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+def test_first_layer_on_shared_queries_equals_the_expanded_batch_in_training():
+    """The encoder feeds its queries un-expanded to the first layer (self-attention computed
+    once): same outputs and gradients as the layer on the expanded batch, dropout included."""
+    torch.manual_seed(3)
+    enc = SchemaEncoder(8, 6, n_schemas=4, width=16, out_dim=16, dropout=0.2).double().train()
+    img = torch.randn(3, 9, 8, dtype=torch.float64)
+    txt = torch.randn(3, 5, 6, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1] * 5, [1, 0, 0, 0, 0]], dtype=torch.bool)
+    outs, grads = [], []
+    for shared in (True, False):
+        enc.zero_grad()
+        torch.manual_seed(11)
+        memory = torch.cat([enc.image_in(img), enc.text_in(txt)], dim=1)
+        padding = torch.cat([torch.zeros(3, 9, dtype=torch.bool), ~mask], dim=1)
+        x = enc.queries if shared else enc.queries.expand(3, -1, -1)
+        out, _ = enc.layers[0](x, memory, padding)
+        out.pow(2).sum().backward()
+        outs.append(out)
+        grads.append([p.grad for p in enc.parameters() if p.grad is not None])
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-12, rtol=0)
+    assert len(grads[0]) == len(grads[1]) > 0
+    for ours, reference in zip(*grads):
+        torch.testing.assert_close(ours, reference, atol=1e-12, rtol=0)

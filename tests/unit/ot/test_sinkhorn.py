@@ -8,6 +8,7 @@ import ot
 import pytest
 import torch
 import torch.nn.functional as F
+from ot.batch import solve_batch
 
 from cirlib.ot import plan_assignment, sinkhorn, sinkhorn_potentials
 
@@ -40,6 +41,18 @@ def test_matches_pot_on_random_costs(dtype, device, shape, tau, domain):
     torch.testing.assert_close(
         plan.sum(1), torch.full((3, m), 1 / m, dtype=dtype), atol=1e-6, rtol=0
     )
+
+
+@pytest.mark.parametrize("domain", ["log", "kernel"])
+@pytest.mark.parametrize("method", ["sinkhorn", "log_sinkhorn"])
+def test_matches_pots_batched_solver(domain, method):
+    """POT's ot.batch solver on the same torch batch: the benchmark's comparison, as a check."""
+    gen = torch.Generator().manual_seed(5)
+    cost = 2 * torch.rand(16, 8, 6, generator=gen, dtype=torch.float64)
+    ours = sinkhorn(cost, 0.1, tol=1e-11, max_iters=20000, domain=domain)
+    pot = solve_batch(cost, 0.1, method=method, tol=1e-11, max_iter=20000, grad="detach").plan
+    torch.testing.assert_close(ours, pot, atol=1e-9, rtol=0)
+    assert torch.equal(plan_assignment(ours), plan_assignment(pot))
 
 
 @pytest.mark.parametrize("domain", ["log", "kernel"])

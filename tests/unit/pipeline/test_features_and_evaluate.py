@@ -10,7 +10,7 @@ from cirlib.data.features import cached_features, encode_split, encoder_id
 from cirlib.data.records import DatasetError
 from cirlib.data.registry import load_splits
 from cirlib.data.toy import load_toy, prepare_toyworld
-from cirlib.eval import cirr_metrics, multi_target_recall
+from cirlib.eval import cirr_metrics, multi_target_recall, target_ranks
 from cirlib.eval.evaluate import evaluate
 from cirlib.models.backbone import load_backbone
 from cirlib.report import format_mean_std, mean_std
@@ -31,14 +31,14 @@ def test_cache_hits_and_misses(setup, tmp_path):
     cfg, world, model, preprocess, tokenizer = setup
     test = load_toy(world, "test")
     f1 = cached_features(test, model, preprocess, tokenizer, encoder="m:1", cache_dir=tmp_path)
-    files = list(tmp_path.iterdir())
+    files = list(tmp_path.glob("*.pt"))
     assert len(files) == 1
     f2 = cached_features(test, model, preprocess, tokenizer, encoder="m:1", cache_dir=tmp_path)
     assert torch.equal(f1.images, f2.images) and torch.equal(f1.texts, f2.texts)
-    assert len(list(tmp_path.iterdir())) == 1  # reused, not re-encoded
+    assert len(list(tmp_path.glob("*.pt"))) == 1  # reused, not re-encoded
     cached_features(test, model, preprocess, tokenizer, encoder="m:2", cache_dir=tmp_path)
-    assert len(list(tmp_path.iterdir())) == 2  # another encoder, another entry
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    assert len(list(tmp_path.glob("*.pt"))) == 2  # another encoder, another entry
+    assert not list(tmp_path.rglob("*.part"))
 
 
 def test_features_line_up_with_the_split(setup):
@@ -82,6 +82,25 @@ def test_evaluate_agrees_with_the_metric_functions(setup):
     assert weighted == pytest.approx(res["all"]["R@10"])
     for p in res["granularity"].values():  # multi-target recall never below single-target
         assert p["mR@10"] >= p["R@10"]
+
+
+def test_evaluate_keeps_per_query_ranks_that_give_its_numbers(setup):
+    cfg, world, model, preprocess, tokenizer = setup
+    test = load_toy(world, "test")
+    f = encode_split(test, model, preprocess, tokenizer)
+    q = zero_shot_queries(f, "sum")
+    plain = evaluate(q, f, test)
+    ranked = evaluate(q, f, test, keep_ranks=True)
+    assert ranked == plain and not hasattr(plain, "ranks")  # the same dict of numbers
+    g = F.normalize(f.images, dim=-1)
+    r = ranked.ranks
+    assert r["R"].tolist() == target_ranks(q, g, f.target_index, f.reference_index).tolist()
+    for prefix, kind in (("R", "R"), ("Rs", "Rs"), ("mR", "mR")):
+        for k in (1, 2, 3) if kind == "Rs" else (1, 5, 10, 50):
+            assert ranked["all"][f"{prefix}@{k}"] == pytest.approx(100 * (r[kind] < k).mean())
+    assert ranked.groups["edit_type"] == [t.meta["edit_type"] for t in test.triplets]
+    colour = [i for i, t in enumerate(test.triplets) if t.meta["edit_type"] == "colour"]
+    assert ranked["edit_type"]["colour"]["R@5"] == pytest.approx(100 * (r["R"][colour] < 5).mean())
 
 
 def test_floors_and_errors(setup):

@@ -13,6 +13,7 @@ from cirlib.config import resolve
 from cirlib.data.features import SplitFeatures
 from cirlib.data.toy import generated_split
 from cirlib.eval.evaluate import evaluate
+from cirlib.eval.query_ranks import decode_groups, decode_ranks
 from cirlib.harness import (
     code_version,
     compare,
@@ -29,6 +30,7 @@ from cirlib.methods.combiner import combiner_queries, train_combiner
 from cirlib.methods.mgur_rp import MGUR_RP
 from cirlib.published import DQE_FASHIONIQ, MAPNET_CIRR, published_table
 from cirlib.registry import checkpoint_path
+from cirlib.verdict import false_positive_rate, judge, verdict_agreement
 
 
 def _toy_split(name, n_groups, seed):
@@ -191,3 +193,56 @@ def test_training_environment_reads_the_checkpoints_compare_used(world, cfg, res
     # a variant with options is read from its own checkpoint, which compare has not written
     with pytest.raises(FileNotFoundError):
         training_environment(["combiner"], cfg, [0], {"combiner": {"dropout": 0.3}})
+
+
+def test_results_file_keeps_per_query_ranks_that_give_its_numbers(world, results, cfg, tmp_path):
+    splits, feats = world
+    path = write_results(tmp_path / "results_smoke.json", results, cfg)
+    record = json.loads(path.read_text())
+    pq = record["per_query"]
+    assert pq["n_queries"] == len(splits["test"]) and set(pq["ranks"]) == {"combiner", "mgur_rp"}
+    for name in ("combiner", "mgur_rp"):
+        for seed in (0, 1):
+            ranks = decode_ranks(pq["ranks"][name][str(seed)], pq["n_queries"])
+            assert set(ranks) == {"R", "Rs", "mR"}
+            for kind, r in ranks.items():
+                np.testing.assert_array_equal(r, results[name][seed].ranks[kind])
+            per_seed = record["methods"][name]["per_seed"][str(seed)]
+            assert per_seed["all"]["R@5"] == pytest.approx(100 * (ranks["R"] < 5).mean())
+            assert per_seed["all"]["Rs@2"] == pytest.approx(100 * (ranks["Rs"] < 2).mean())
+            assert per_seed["all"]["mR@10"] == pytest.approx(100 * (ranks["mR"] < 10).mean())
+    groups = decode_groups(pq["groups"], pq["n_queries"])
+    assert groups["granularity"] == [t.meta["granularity"] for t in splits["test"].triplets]
+    # the rule reads the file exactly as it reads the results in memory
+    for kw in ({}, {"group": "granularity", "values": ["coarse"], "versus": ["fine"]}):
+        from_file = judge(record, "mgur_rp", "combiner", "R@5", n_boot=200, **kw)
+        assert from_file == judge(results, "mgur_rp", "combiner", "R@5", n_boot=200, **kw)
+    d = paired_differences(results, "mgur_rp", "combiner", "R@5")
+    assert (from_file.group, from_file.versus) == ("granularity: coarse", "granularity: fine")
+    assert judge(record, "mgur_rp", "combiner", "R@5").estimate == pytest.approx(d.mean())
+
+
+def test_results_without_ranks_write_the_old_file(results, cfg, tmp_path):
+    plain = {n: {s: dict(r) for s, r in runs.items()} for n, runs in results.items()}
+    record = json.loads(write_results(tmp_path / "r.json", plain, cfg).read_text())
+    assert "per_query" not in record
+    with pytest.raises(ValueError, match="no per-query ranks"):
+        judge(record, "mgur_rp", "combiner", "R@1")
+
+
+def test_error_rate_and_agreement_read_the_results_file(results, cfg, tmp_path):
+    claims = [("mgur_rp", "combiner", "R@1"), ("combiner", "mgur_rp", "R@5")]
+    verdicts = [judge(results, a, b, m, n_boot=200) for a, b, m in claims]
+    extra = {"verdicts": [v.to_dict() for v in verdicts]}
+    record = json.loads(write_results(tmp_path / "r.json", results, cfg, extra=extra).read_text())
+    # two seeds: each method is judged against itself once per metric, seed 0 vs seed 1, which
+    # the default rule refuses (one seed per side cannot show training noise)
+    with pytest.raises(ValueError, match="min_seeds=2"):
+        false_positive_rate(record, metrics=["R@1"])
+    rate = false_positive_rate(record, metrics=["R@1", "R@5"], n_boot=200, min_seeds=1)
+    assert rate.total == 4 and rate.seeds_per_side == 1
+    in_memory = false_positive_rate(results, metrics=["R@1", "R@5"], n_boot=200, min_seeds=1)
+    assert rate.table.equals(in_memory.table)
+    again = [judge(record, a, b, m, n_boot=200) for a, b, m in claims]
+    agreement = verdict_agreement(again, record)
+    assert (agreement.agree, agreement.total) == (2, 2)

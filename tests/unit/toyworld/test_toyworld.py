@@ -4,7 +4,7 @@ import random
 import numpy as np
 import pytest
 
-from cirlib.data.toyworld import (
+from cirlib.toyworld import (
     EDIT_TYPES,
     Edit,
     Obj,
@@ -20,8 +20,8 @@ from cirlib.data.toyworld import (
     sample_edit,
     scene_from_json,
 )
-from cirlib.data.toyworld.edits import edit_from_dict
-from cirlib.data.toyworld.scene import CELLS, COLOURS, SHAPES, SIZES
+from cirlib.toyworld.edits import edit_from_dict
+from cirlib.toyworld.scene import CELLS, COLOURS, SHAPES, SIZES
 
 SMALL = {"train": 30, "val": 8, "test": 12}
 
@@ -149,18 +149,21 @@ def test_export_layout_round_trip(tmp_path):
     out = make_toyworld(tmp_path, SMALL, seed=3)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["queries"]["test"] > 0
-    caps = json.loads((out / "cirr" / "captions" / "cap.rc2.test.json").read_text())
-    split = json.loads((out / "cirr" / "image_splits" / "split.rc2.test.json").read_text())
+    ann = out / "cirr_dataset" / "cirr"
+    caps = json.loads((ann / "captions" / "cap.rc2.val.json").read_text())
+    split = json.loads((ann / "image_splits" / "split.rc2.val.json").read_text())
+    labels = json.loads((out / "private" / "cirr" / "toy.rc2.val.json").read_text())
     scenes = json.loads((out / "scenes.json").read_text())
     for e in caps:
         assert {"pairid", "reference", "target_hard", "caption", "img_set"} <= set(e)
-        assert e["reference"] in split and e["target_hard"] in e["toy"]["valid_targets"]
+        toy = labels[str(e["pairid"])]
+        assert e["reference"] in split and e["target_hard"] in toy["valid_targets"]
         ref = scene_from_json(scenes[e["reference"]])
-        edit = edit_from_dict(e["toy"]["edit"])
+        edit = edit_from_dict(toy["edit"])
         assert is_valid_target(ref, edit, scene_from_json(scenes[e["target_hard"]]))
     for rel in list(split.values())[:5]:
-        assert (out / rel).is_file()
-    fiq = json.loads((out / "fashioniq" / "captions" / "cap.colour.test.json").read_text())
+        assert (out / "cirr_dataset" / rel).is_file()
+    fiq = json.loads((out / "fashionIQ_dataset" / "captions" / "cap.dress.test.json").read_text())
     assert all(len(e["captions"]) == 2 and e["captions"][0] != e["captions"][1] for e in fiq)
     # a second call reuses the finished world instead of regenerating it
     mtime = (out / "manifest.json").stat().st_mtime_ns
@@ -171,10 +174,11 @@ def test_export_layout_round_trip(tmp_path):
 def test_interrupted_export_is_redone(tmp_path):
     out = make_toyworld(tmp_path, SMALL, seed=4)
     (out / "manifest.json").unlink()  # as if the run died before finishing
-    (out / "images" / "junk.png").write_bytes(b"half")
+    junk = out / "fashionIQ_dataset" / "images" / "junk.jpg"
+    junk.write_bytes(b"half")
     again = make_toyworld(tmp_path, SMALL, seed=4)
     assert (again / "manifest.json").exists()
-    assert not (again / "images" / "junk.png").exists()
+    assert not junk.exists()
 
 
 def test_cells_are_named_like_css():

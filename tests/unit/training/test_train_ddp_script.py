@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from cirlib.config import resolve
+from cirlib.methods import registered
 from cirlib.methods.mapnet import PAPER_SETTINGS
-from cirlib.registry import METHODS, checkpoint_path
+from cirlib.registry import checkpoint_path
 
 SCRIPT = Path(__file__).resolve().parents[3] / "data_scripts" / "train_ddp.py"
 
@@ -26,7 +27,7 @@ def _load_script():
 train_ddp = _load_script()
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", list(registered()))
 def test_every_method_writes_its_chapters_checkpoint(name):
     cfg = resolve("smoke", seed=1, device="cpu")
     train_cfg, ckpt, options = train_ddp.run_plan(name, cfg, world_size=2)
@@ -48,10 +49,10 @@ def test_mapnet_paper_run_uses_the_readme_budget_and_checks_its_batch():
 def test_an_epochs_override_never_replaces_the_chapters_checkpoint():
     cfg = resolve("smoke", device="cpu")
     train_cfg, ckpt, options = train_ddp.run_plan("mgur", cfg, world_size=2, epochs=1)
-    assert train_cfg.epochs == 1 and options == {}
+    assert train_cfg.epochs == 1 and options == {"epochs": 1}
     assert ckpt != checkpoint_path(cfg, "mgur", 0)
     assert ckpt.name.startswith("mgur-ddp-e1-smoke-")
-    # MAPNet's paper budget sets its own epochs: the override goes to train_mapnet directly
+    # MAPNet's paper budget sets its own epochs: the override goes to the trainer directly
     _, _, options = train_ddp.run_plan("mapnet", resolve("paper", device="cpu"), 2, epochs=3)
     assert options == {"epochs": 3}
 
@@ -72,5 +73,5 @@ def test_bad_arguments_say_what_is_wrong(argv, message, capsys):
 
 
 def test_every_method_is_accepted():
-    for name in METHODS:
+    for name in registered():
         assert train_ddp._parse(["--method", name]).method == name

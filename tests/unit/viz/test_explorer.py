@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from cirlib.config import resolve
 from cirlib.data.features import encode_split
 from cirlib.data.toy import load_scenes, load_toy, prepare_toyworld
-from cirlib.data.toyworld.scene import CELLS, scene_caption
 from cirlib.eval.ranking import topk
 from cirlib.models.backbone import load_backbone
 from cirlib.registry import METHODS, get_method
+from cirlib.toyworld.scene import CELLS, scene_caption
 from cirlib.viz.explorer import (
     ExplorerContext,
     encode_scene,

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from cirlib.data.toyworld.edits import Edit, Selector, edit_texts, sample_edit
-from cirlib.data.toyworld.scene import Obj, random_scene, scene_caption
+from cirlib.toyworld.edits import Edit, Selector, edit_texts, sample_edit
+from cirlib.toyworld.scene import Obj, random_scene, scene_caption
 from cirlib.viz.toy_parse import ToyParseError, parse_edit, parse_scene
 
 

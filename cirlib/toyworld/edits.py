@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from cirlib.data.toyworld.scene import (
+from cirlib.toyworld.scene import (
     CELLS,
     COLOURS,
     SHAPES,

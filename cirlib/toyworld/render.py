@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cirlib.data.toyworld.scene import RGB, Scene
+from cirlib.toyworld.scene import RGB, Scene
 
 SUPERSAMPLE = 4
 HALF_EXTENT = {"small": 0.075, "large": 0.14}  # as a fraction of the image side

@@ -1,0 +1,75 @@
+"""How many of a reference's verdicts a build reproduces: "k of n verdicts agree".
+
+Reads two results files written by the comparison chapter (``cirlib.harness.write_results``).
+The reference must list its verdicts (``"verdicts"``: ``cirlib.verdict.Verdict.to_dict()``
+records). The build's verdicts are its own list when it has one; with ``--rejudge`` (or when it
+has none) every reference claim is judged again on the build's per-query ranks with the
+reference's rule (``cirlib.verdict.rejudge``). Prints the two side by side and the count; exits
+with status 1 when a verdict differs, so a build script can stop on it. ``--error-rate`` also
+prints the rule's false-positive rate measured on the build (two disjoint seed sets of each
+method, ``cirlib.verdict.false_positive_rate``).
+
+    python data_scripts/compare_verdicts.py _build/stage/book/results_toy.json \\
+        book/results_toy_reference.json --error-rate
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from cirlib.verdict import Verdict, false_positive_rate, rejudge, verdict_agreement
+
+
+def _load(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        sys.exit(f"error: {p} does not exist; pass a results file written by chapter 8")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as err:
+        sys.exit(f"error: {p} is not JSON ({err}); is it a results file?")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("build", help="results file of the build to check")
+    parser.add_argument("reference", help="results file holding the reference verdicts")
+    parser.add_argument(
+        "--rejudge", action="store_true", help="judge the reference's claims on the build's ranks"
+    )
+    parser.add_argument("--error-rate", action="store_true", help="print the false-positive rate")
+    args = parser.parse_args(argv)
+    build, reference = _load(args.build), _load(args.reference)
+    if "verdicts" not in reference:
+        sys.exit(f"error: {args.reference} lists no verdicts; it cannot serve as a reference")
+    if args.rejudge or "verdicts" not in build:
+        try:
+            ours = [rejudge(build, Verdict.from_dict(v)) for v in reference["verdicts"]]
+        except ValueError as err:
+            sys.exit(f"error: cannot judge the reference's claims on {args.build}: {err}")
+    else:
+        ours = build
+    agreement = verdict_agreement(ours, reference)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(agreement.table.to_string(index=False, float_format=lambda x: f"{x:+.2f}"))
+    print(agreement)
+    if args.error_rate:
+        try:
+            rate = false_positive_rate(build)
+        except ValueError as err:
+            print(f"error rate not measured: {err}")
+        else:
+            print(
+                f"false positives: {rate.flagged} of {rate.total} self-comparisons "
+                f"({100 * rate.rate:.1f}%), {rate.seeds_per_side} seeds per side"
+            )
+    return 0 if agreement.agree == agreement.total else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

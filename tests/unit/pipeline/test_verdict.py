@@ -1,0 +1,463 @@
+"""The verdict rule: the vectorised bootstrap equals an explicit loop over the same draws, the
+limiting cases (identical methods, a large shift, a sign flip, a gap below the minimum effect),
+determinism, the measured false-positive rate, build-vs-reference agreement, and the one
+sentence that ranks two results."""
+
+import numpy as np
+import pytest
+
+from cirlib.eval.query_ranks import RankedEvaluation
+from cirlib.verdict import (
+    Verdict,
+    bootstrap_differences,
+    bootstrap_indices,
+    bootstrap_verdict,
+    describe_best,
+    describe_comparison,
+    false_positive_rate,
+    judge,
+    judge_pairs,
+    query_hits,
+    rejudge,
+    verdict_agreement,
+    verdict_frame,
+    verdict_rule,
+)
+
+
+def _hits(n_seeds, n_queries, p, seed):
+    rng = np.random.default_rng(seed)
+    return (rng.random((n_seeds, n_queries)) < p).astype(np.int64)
+
+
+def _loop_replicates(d, seed_idx, query_idx, strata):
+    """The bootstrap written out: for each replicate, pick the seeds and queries, average."""
+    out = []
+    for b in range(len(seed_idx)):
+        stat = 0.0
+        for (cols, coef), idx in zip(strata, query_idx):
+            total = 0
+            for s in seed_idx[b]:
+                for q in idx[b]:
+                    total += int(d[s, cols[q]])
+            stat += coef * 100.0 * total / (len(seed_idx[b]) * len(idx[b]))
+        out.append(stat)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("two_strata", [False, True])
+def test_vectorised_bootstrap_equals_the_explicit_loop(two_strata):
+    d = _hits(3, 40, 0.5, 0) - _hits(3, 40, 0.4, 1)
+    strata = [(np.arange(40), 1)]
+    if two_strata:
+        strata = [(np.arange(0, 40, 3), 1), (np.setdiff1d(np.arange(40), np.arange(0, 40, 3)), -1)]
+    seed_idx, query_idx = bootstrap_indices(3, [len(c) for c, _ in strata], n_boot=300, seed=7)
+    fast = bootstrap_differences(d, seed_idx, query_idx, strata)
+    slow = _loop_replicates(d, seed_idx, query_idx, strata)
+    np.testing.assert_array_equal(fast, slow)  # exact: integer sums, one division
+    assert len(set(fast.tolist())) > 10  # the draws differ from replicate to replicate
+
+
+def test_the_draws_are_uniform_with_replacement_and_seeded():
+    s1, q1 = bootstrap_indices(5, [200], n_boot=4000, seed=3)
+    s2, q2 = bootstrap_indices(5, [200], n_boot=4000, seed=3)
+    np.testing.assert_array_equal(s1, s2)
+    np.testing.assert_array_equal(q1[0], q2[0])
+    assert s1.min() == 0 and s1.max() == 4 and q1[0].max() == 199
+    # each seed drawn ~1/5 of the time; each replicate repeats some seed (with replacement)
+    assert np.allclose(np.bincount(s1.ravel()) / s1.size, 0.2, atol=0.01)
+    assert np.mean([len(set(r)) < 5 for r in s1]) > 0.9
+    other = bootstrap_indices(5, [200], n_boot=4000, seed=4)[0]
+    assert not np.array_equal(s1, other)
+
+
+def test_estimate_is_the_mean_over_seeds_of_the_per_seed_recall_differences():
+    a, b = _hits(4, 300, 0.5, 0), _hits(4, 300, 0.45, 1)
+    v = bootstrap_verdict(a, b, "R@1", n_boot=200)
+    per_seed = 100 * a.mean(axis=1) - 100 * b.mean(axis=1)
+    assert v.estimate == pytest.approx(per_seed.mean(), abs=1e-12)
+    assert v.low <= v.estimate <= v.high
+    assert v.seeds == (0, 1, 2, 3) and v.n_queries == 300
+
+
+def test_identical_methods_are_no_difference_with_a_zero_interval():
+    a = _hits(5, 500, 0.3, 0)
+    v = bootstrap_verdict(a, a.copy(), "R@1", n_boot=500)
+    assert (v.estimate, v.low, v.high) == (0.0, 0.0, 0.0)
+    assert v.verdict == "no difference"
+
+
+def test_a_large_constant_shift_is_supported_and_its_flip_contradicted():
+    # b misses every query a finds among the first 20%: a is 20 points above on every seed
+    a = np.zeros((5, 500), dtype=np.int64)
+    a[:, :100] = 1
+    b = np.zeros_like(a)
+    up = bootstrap_verdict(a, b, "R@1", n_boot=500)
+    assert up.verdict == "supported" and up.estimate == pytest.approx(20.0) and up.low > 15
+    down = bootstrap_verdict(b, a, "R@1", n_boot=500)
+    assert down.verdict == "contradicted" and down.high < -15
+    assert (down.low, down.high) == (-up.high, -up.low)  # same draws, mirrored
+
+
+def test_a_consistent_gap_below_the_minimum_effect_is_no_difference():
+    # a finds 2 more queries out of 1000 on every seed: the interval excludes zero (every
+    # difference is >= 0 and most replicates keep some of them) but 0.2 points < 1 point
+    a = np.zeros((3, 1000), dtype=np.int64)
+    a[:, :2] = 1
+    b = np.zeros_like(a)
+    v = bootstrap_verdict(a, b, "R@1", n_boot=500, level=0.5)
+    assert v.low > 0 and v.estimate == pytest.approx(0.2)
+    assert v.verdict == "no difference"
+    assert bootstrap_verdict(a, b, "R@1", n_boot=500, level=0.5, min_effect=0.1).verdict == (
+        "supported"
+    )
+
+
+def test_a_gap_driven_by_one_seed_is_no_difference():
+    # on seed 0, b misses every query a finds (a ~40-point gap), on the others they agree: the
+    # mean (~8 points) is large, but a resample leaves seed 0 out with probability
+    # (4/5)^5 = 0.33 > 2.5%, so the interval reaches zero
+    a = _hits(5, 400, 0.4, 0)
+    b = a.copy()
+    b[0] = 0
+    v = bootstrap_verdict(a, b, "R@1", n_boot=1000)
+    assert v.estimate > 5 and v.low <= 0
+    assert v.verdict == "no difference"
+
+
+def test_one_seed_never_ranks_however_large_the_gap():
+    a = np.zeros((1, 500), dtype=np.int64)
+    a[:, :200] = 1
+    b = np.zeros_like(a)
+    v = bootstrap_verdict(a, b, "R@1", n_boot=300)
+    assert v.estimate == pytest.approx(40.0) and v.low > 30  # the queries alone are clear
+    assert v.verdict == "no difference"
+    assert "fewer seeds than the 2 the rule needs" in describe_comparison("A", "B", v)
+    assert bootstrap_verdict(a, b, "R@1", n_boot=300, min_seeds=1).verdict == "supported"
+    assert verdict_rule(40.0, 30.0, 50.0, 1.0, n_seeds=1) == "no difference"
+    assert verdict_rule(40.0, 30.0, 50.0, 1.0, n_seeds=2) == "supported"
+
+
+@pytest.mark.parametrize(
+    "estimate, low, high, expected",
+    [
+        (2.0, 0.5, 3.5, "supported"),
+        (-2.0, -3.5, -0.5, "contradicted"),
+        (2.0, -0.5, 3.5, "no difference"),  # interval reaches zero
+        (0.5, 0.1, 0.9, "no difference"),  # excludes zero, below the 1-point effect
+        (1.0, 0.0, 2.0, "no difference"),  # low must be strictly above zero
+        (1.0, 0.2, 2.0, "supported"),  # exactly the minimum effect counts
+    ],
+)
+def test_rule_limits(estimate, low, high, expected):
+    assert verdict_rule(estimate, low, high, 1.0) == expected
+
+
+def test_same_inputs_same_verdict_and_a_changed_seed_draws_again():
+    a, b = _hits(3, 300, 0.5, 0), _hits(3, 300, 0.47, 1)
+    v1 = bootstrap_verdict(a, b, "R@1", n_boot=300, seed=11)
+    assert bootstrap_verdict(a, b, "R@1", n_boot=300, seed=11) == v1
+    assert bootstrap_verdict(a, b, "R@1", n_boot=300, seed=12).low != v1.low
+
+
+def test_query_hits_reads_the_right_ranks():
+    ranks = {"R": np.array([0, 4, 5, 60]), "Rs": np.array([1, 0, 2, 3]), "mR": [0, 0, 3, 9]}
+    assert query_hits(ranks, "R@5").tolist() == [1, 1, 0, 0]
+    assert query_hits(ranks, "R@50").tolist() == [1, 1, 1, 0]
+    assert query_hits(ranks, "Rs@2").tolist() == [1, 1, 0, 0]
+    assert query_hits(ranks, "mR@1").tolist() == [1, 1, 0, 0]
+    with pytest.raises(ValueError, match="Avg"):
+        query_hits(ranks, "Avg")
+    with pytest.raises(ValueError, match="needs 'Rs'"):
+        query_hits({"R": ranks["R"]}, "Rs@1")
+
+
+def _results(rank_tables, groups):
+    """In-memory compare() results from {method: {seed: R ranks}}."""
+    return {
+        name: {
+            s: RankedEvaluation({"all": {}}, {"R": np.asarray(r)}, groups) for s, r in runs.items()
+        }
+        for name, runs in rank_tables.items()
+    }
+
+
+def test_judge_pairs_by_seed_and_restricts_to_a_group():
+    # "a" ranks colour queries first and is worse on the others; seed 2 only for "a"
+    labels = ["colour"] * 100 + ["shape"] * 100
+    good, bad = [0] * 100 + [9] * 100, [9] * 100 + [0] * 100
+    results = _results(
+        {"a": {0: good, 1: good, 2: bad}, "b": {1: bad, 0: bad}}, {"edit_type": labels}
+    )
+    v = judge(results, "a", "b", "R@1", n_boot=200)
+    assert v.seeds == (0, 1) and v.estimate == 0.0 and v.verdict == "no difference"
+    colour = judge(results, "a", "b", "R@1", group="edit_type", values=["colour"], n_boot=200)
+    assert colour.estimate == 100.0 and colour.verdict == "supported"
+    assert colour.n_queries == 100 and colour.group == "edit_type: colour"
+    contrast = judge(
+        results, "a", "b", "R@1", group="edit_type", values=["colour"], versus=["shape"],
+        n_boot=200,
+    )  # fmt: skip
+    assert contrast.estimate == 200.0 and contrast.verdict == "supported"
+    assert (contrast.group, contrast.versus) == ("edit_type: colour", "edit_type: shape")
+    assert contrast.key != colour.key
+    with pytest.raises(ValueError, match="no query has edit_type"):
+        judge(results, "a", "b", "R@1", group="edit_type", values=["size"])
+    with pytest.raises(ValueError, match="pair by seed"):
+        judge({"a": list(results["a"].values()), "b": results["b"]}, "a", "b", "R@1")
+    with pytest.raises(ValueError, match="keep_ranks=True"):
+        judge({"a": {0: {"all": {}}}, "b": results["b"]}, "a", "b", "R@1")
+    with pytest.raises(ValueError, match="share no seed"):
+        judge(_results({"a": {0: good}, "b": {1: bad}}, {}), "a", "b", "R@1")
+
+
+def test_false_positive_rate_of_a_method_against_itself():
+    rng = np.random.default_rng(0)
+    # a method whose seeds differ only by query-level noise: the rule should rarely flag it
+    skill = rng.random(600)
+    runs = {s: np.where(rng.random(600) < skill, 0, 20) for s in range(5)}
+    same = false_positive_rate(_results({"m": runs}, {}), metrics=["R@1"], n_boot=300)
+    assert same.total == 15 and same.seeds_per_side == 2  # {0,1,2,3,4}: 15 pairs of 2-sets
+    assert set(map(tuple, same.table[["seeds a", "seeds b"]].values.tolist())) >= {
+        ((0, 1), (2, 3)),
+        ((0, 4), (1, 3)),
+    }
+    assert same.flagged <= 2 and same.rate == same.flagged / 15
+    # seeds that really differ (one seed set far better) are flagged: the measure can fail
+    runs_bad = {s: np.where(rng.random(600) < (0.2 if s < 2 else 0.6), 0, 20) for s in range(4)}
+    bad = false_positive_rate(_results({"m": runs_bad}, {}), metrics=["R@1"], n_boot=300)
+    assert bad.total == 3
+    assert bad.table.set_index(["seeds a", "seeds b"]).loc[((0, 1), (2, 3)), "verdict"] == (
+        "contradicted"
+    )
+    with pytest.raises(ValueError, match="two disjoint sets"):
+        false_positive_rate(_results({"m": {0: runs[0]}}, {}), metrics=["R@1"])
+
+
+def _v(a, b, metric, verdict, estimate=0.0, group=None):
+    return Verdict(
+        a, b, metric, estimate, estimate - 1, estimate + 1, verdict, (0, 1), 100, group=group
+    )
+
+
+def test_agreement_counts_verdicts_claim_by_claim():
+    reference = {
+        "verdicts": [
+            _v("x", "y", "R@1", "supported", 3).to_dict(),
+            _v("x", "y", "Rs@1", "no difference").to_dict(),
+            _v("y", "z", "R@1", "contradicted", -3).to_dict(),
+        ]
+    }
+    build = [
+        _v("y", "z", "R@1", "contradicted", -2.5),
+        _v("x", "y", "R@1", "supported", 2),
+        _v("x", "y", "Rs@1", "supported", 1.5),  # flipped
+        _v("x", "z", "R@1", "no difference"),  # not in the reference
+    ]
+    agreement = verdict_agreement(build, reference)
+    assert (agreement.agree, agreement.total) == (2, 3)
+    assert str(agreement) == "2 of 3 verdicts agree with the reference"
+    assert agreement.table["agree"].tolist() == [True, False, True]
+    assert agreement.table["group"].tolist() == ["all"] * 3
+    assert agreement.extra == (("x", "z", "R@1", None, None),)
+    missing = verdict_agreement(build[:1], reference)
+    assert (missing.agree, missing.total) == (1, 3)
+    assert missing.table["build"].isna().tolist() == [True, True, False]
+    assert missing.table["build"].iloc[2] == "contradicted"
+    assert verdict_agreement(reference, reference).agree == 3
+    with pytest.raises(ValueError, match="no 'verdicts'"):
+        verdict_agreement({}, reference)
+
+
+def test_verdict_round_trips_through_json():
+    import json
+
+    v = _v("x", "y", "R@1", "supported", 3, group="edit_type: colour")
+    assert Verdict.from_dict(json.loads(json.dumps(v.to_dict()))) == v
+
+
+def test_describe_never_ranks_within_noise():
+    base = dict(seeds=(0, 1, 2), n_queries=2400, level=0.95, min_effect=1.0)
+    level = Verdict("mapnet", "cala", "Rs@1", 0.8, -0.4, 2.0, "no difference", **base)
+    text = describe_comparison("MAPNet", "CaLa", level)
+    assert text.startswith("MAPNet and CaLa are level on Rs@1")
+    assert "includes zero" in text
+    for word in ("above", "below", "better", "worse", "beats", "higher", "lower"):
+        assert word not in text
+    for part in ("+0.8 points", "95% interval -0.4 to +2.0", "3 seeds (0, 1, 2)", "2,400 test"):
+        assert part in text
+    small = Verdict("a", "b", "R@1", 0.5, 0.2, 0.9, "no difference", **base)
+    assert "smaller than the 1-point minimum effect" in describe_comparison("A", "B", small)
+    up = Verdict("a", "b", "R@10", 2.5, 1.1, 3.9, "supported", **base, group="edit_type: colour")
+    assert describe_comparison("DQE-CIR", "Combiner", up).startswith(
+        "DQE-CIR is above Combiner on R@10 (edit_type: colour): +2.5 points, 95% interval +1.1"
+    )
+    down = Verdict("a", "b", "R@1", -2.5, -3.9, -1.1, "contradicted", **base)
+    assert describe_comparison("A", "B", down).startswith("A is below B on R@1: -2.5 points")
+    contrast = dict(group="edit_type: colour", versus="edit_type: size, move")
+    wider = Verdict("a", "b", "R@1", 3.0, 1.5, 4.5, "supported", **base, **contrast)
+    assert describe_comparison("DQE-CIR", "Combiner", wider).startswith(
+        "The gain of DQE-CIR over Combiner on R@1 is larger on edit_type: colour than on "
+        "edit_type: size, move: +3.0 points"
+    )
+    narrower = Verdict("a", "b", "R@1", -3.0, -4.5, -1.5, "contradicted", **base, **contrast)
+    assert "is smaller on edit_type: colour" in describe_comparison("A", "B", narrower)
+    same = Verdict("a", "b", "R@1", 1.2, -0.3, 2.7, "no difference", **base, **contrast)
+    text = describe_comparison("A", "B", same)
+    assert "is the same on edit_type: colour as on edit_type: size, move" in text
+    assert "larger" not in text and "smaller" not in text
+    one = Verdict("a", "b", "R@1", 0.0, 0.0, 0.0, "no difference", (4,), 10)
+    assert "1 seed (4)" in describe_comparison("A", "B", one)
+
+
+def _record(results):
+    from cirlib.harness import per_query_record
+
+    seeds = sorted({s for runs in results.values() for s in runs})
+    return {"methods": {}, "seeds": seeds, "per_query": per_query_record(results)}
+
+
+def _world(shift, seeds=(0, 1, 2)):
+    """Two methods on 300 queries (colour/shape): "a" finds ``shift`` more colour queries."""
+    rng = np.random.default_rng(5)
+    labels = ["colour", "shape"] * 150
+    base = {s: rng.integers(0, 4, 300) for s in seeds}
+    better = {
+        s: np.where((np.arange(300) < shift) & (np.arange(300) % 2 == 0), 0, r)
+        for s, r in base.items()
+    }
+    return _results({"a": better, "b": base}, {"edit_type": labels})
+
+
+def test_rejudge_repeats_the_rule_on_other_runs():
+    results = _world(200)
+    claims = [
+        judge(results, "a", "b", "R@1", n_boot=300, min_effect=0.5, seed=3),
+        judge(results, "a", "b", "R@1", group="edit_type", values=["colour"], n_boot=300),
+        judge(
+            results, "a", "b", "R@1", group="edit_type", values=["colour"], versus=["shape"],
+            n_boot=300, level=0.9,
+        ),
+    ]  # fmt: skip
+    assert [v.verdict for v in claims] == ["supported"] * 3
+    for v in claims:
+        assert rejudge(results, v) == v
+        assert rejudge(_record(results), v) == v
+    level = [rejudge(_world(0), v) for v in claims]
+    assert [v.verdict for v in level] == ["no difference"] * 3
+    assert [v.key for v in level] == [v.key for v in claims]
+    assert level[0].min_effect == 0.5 and level[2].level == 0.9
+
+
+def _script(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "data_scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_simulation_script_counts_false_and_true_positives(capsys):
+    script = _script("simulate_verdict_rule")
+    small = ["--trials", "6", "--queries", "300", "--n-boot", "200", "--seeds", "2", "3"]
+    script.main(small + ["--seed-sd", "0", "--query-sd", "0"])
+    out = capsys.readouterr().out
+    # no run-level noise and identical methods: nothing to find at 1 point
+    assert "2 seeds:" in out and "no difference 6 of 6 (0.0% flagged)" in out
+    script.main(small + ["--shift", "2.0"])  # a gap of tens of points is always found
+    assert capsys.readouterr().out.count("supported 6, contradicted 0") == 2
+
+
+def test_compare_verdicts_script(tmp_path, capsys):
+    import json
+
+    script = _script("compare_verdicts")
+    ref = _record(_world(200))
+    ref["verdicts"] = [judge(ref, "a", "b", "R@1", n_boot=200).to_dict()]
+    (tmp_path / "ref.json").write_text(json.dumps(ref))
+    (tmp_path / "same.json").write_text(json.dumps(_record(_world(200))))
+    (tmp_path / "flat.json").write_text(json.dumps(_record(_world(0, seeds=range(4)))))
+    assert script.main([str(tmp_path / "same.json"), str(tmp_path / "ref.json")]) == 0
+    assert "1 of 1 verdicts agree with the reference" in capsys.readouterr().out
+    assert (
+        script.main([str(tmp_path / "flat.json"), str(tmp_path / "ref.json"), "--error-rate"]) == 1
+    )
+    out = capsys.readouterr().out
+    assert "0 of 1 verdicts agree" in out and "self-comparisons" in out
+    with pytest.raises(SystemExit, match="lists no verdicts"):
+        script.main([str(tmp_path / "ref.json"), str(tmp_path / "same.json")])
+
+
+def test_verdict_frame_has_one_row_per_claim():
+    verdicts = [
+        _v("dqe", "combiner", "R@10", "supported", 2.46),
+        Verdict(
+            "dqe", "combiner", "R@1", -0.04, -1.04, 0.96, "no difference", (0, 1, 2), 900,
+            group="edit_type: colour", versus="edit_type: size, move",
+        ),
+    ]  # fmt: skip
+    frame = verdict_frame(verdicts, {"dqe": "DQE-CIR"})
+    assert frame["claim"].tolist() == ["DQE-CIR > combiner"] * 2
+    assert frame["queries"].tolist() == ["all", "edit_type: colour vs size, move"]
+    assert frame["difference"].tolist() == ["+2.5", "0.0"]  # no signed zero
+    assert frame["interval"].tolist() == ["+1.5 to +3.5 (95%)", "-1.0 to +1.0 (95%)"]
+    assert frame["seeds"].tolist() == [2, 3]
+    assert frame["verdict"].tolist() == ["supported", "no difference"]
+
+
+def _pair(a, b, est, verdict, seeds=(0, 1, 2)):
+    return Verdict(a, b, "R@1", est, est - 1.0, est + 1.0, verdict, seeds, 900)
+
+
+def test_describe_best_names_a_winner_only_when_it_wins_every_pair():
+    titles = {"hard": "the hardest band", "mid": "our mid-zone", "uni": "uniform sampling"}
+    clear = [
+        _pair("hard", "mid", 3.0, "supported"),
+        _pair("uni", "hard", -4.0, "contradicted"),  # the other orientation: hard wins
+        _pair("mid", "uni", 1.5, "supported"),
+    ]
+    text = describe_best(clear, titles)
+    assert text.startswith("On R@1, the hardest band is above each of our mid-zone, uniform")
+    assert "the hardest band − uniform sampling = +4.0 points (+3.0 to +5.0)" in text
+    assert "95% intervals over 3 seeds (0, 1, 2) and 900 test queries" in text
+    # the issue's case: one band's lead is within noise -> no best, and no "beats"
+    level = [
+        _pair("hard", "mid", 0.5, "no difference"),
+        _pair("hard", "uni", 0.4, "no difference"),
+        _pair("mid", "uni", -0.1, "no difference"),
+    ]
+    text = describe_best(level, titles)
+    assert "none of the hardest band, our mid-zone, uniform sampling is ahead of another" in text
+    for word in ("above", "beats", "best", "better"):
+        assert word not in text
+    partial = [level[0], _pair("hard", "uni", 2.0, "supported"), level[2]]
+    text = describe_best(partial, titles)
+    assert (
+        "is ahead of all the others beyond noise; the differences beyond noise are the hardest band − "
+        in text
+    )
+    assert "uniform sampling = +2.0 points" in text and "our mid-zone − " not in text
+    two = describe_best([_pair("x", "y", -3.0, "contradicted")])
+    assert two.startswith("On R@1, y is above x, beyond noise (y − x = +3.0 points (+2.0 to +4.0)")
+
+
+def test_describe_best_refuses_incomplete_or_mixed_pairs():
+    with pytest.raises(ValueError, match="pairs not judged"):
+        describe_best([_pair("a", "b", 0, "no difference"), _pair("a", "c", 0, "no difference")])
+    with pytest.raises(ValueError, match="exactly once"):
+        describe_best([_pair("a", "b", 0, "no difference"), _pair("b", "a", 0, "no difference")])
+    with pytest.raises(ValueError, match="one metric"):
+        describe_best(
+            [_pair("a", "b", 0, "no difference"), _pair("a", "c", 0, "no difference", (0,))]
+        )
+
+
+def test_judge_pairs_covers_every_pair_once():
+    results = _world(200)
+    results["c"] = results["b"]
+    verdicts = judge_pairs(results, ["a", "b", "c"], "R@1", n_boot=200)
+    assert [(v.a, v.b) for v in verdicts] == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert describe_best(verdicts).startswith("On R@1, a is above each of b, c, beyond noise")
