@@ -1,15 +1,18 @@
-"""Published results the book compares against, copied from the papers' tables (not ours).
+"""Published results the book compares against (not ours), as transcribed from summaries of the
+papers' tables, not checked against the papers.
 
-Each table carries where it comes from, the protocol it was measured with, and per row the
-backbone when a source names it. Numbers are percentages exactly as printed.
+The papers' full texts were not available when these tables were entered: every number here was
+transcribed from a third-party summary of the paper, so a number that looks wrong may be an
+artefact of the summary or of the transcription, and is never read as the paper's. Each table
+carries where it comes from, the protocol it was measured with, and per row the backbone when a
+source names it. Numbers are percentages as the summary gives them.
 
-* :data:`MAPNET_CIRR`: MAPNet (Shi et al., ICCV 2025), "Results comparison with state-of-the-art
-  methods" on CIRR. The seed's header lists "Recall@K: K=1, 5, 10" and "Recall_subset@K: K=1, 2,
-  3" but every row has seven numbers; the fourth (80-98) is R@50, as in every CIRR table and as
-  the book reads MAPNet's row (R@50 98.25). The "Avg" column is printed for MAPNet only;
-  (R@5 + Rs@1)/2 = 83.04 confirms the column order.
+* :data:`MAPNET_CIRR`: MAPNet (Shi et al., ICCV 2025), the table "Results comparison with
+  state-of-the-art methods" on CIRR, as transcribed from a summary of the paper. Every row has
+  seven numbers, read in the order every CIRR table uses (R@1, R@5, R@10, R@50, Rs@1, Rs@2,
+  Rs@3); the average given for MAPNet, (R@5 + Rs@1)/2 = 83.04, agrees with that order.
 * :data:`DQE_FASHIONIQ`: DQE-CIR (Park, Park, Lee, arXiv 2603.04037), FashionIQ val R@10/R@50
-  per category and their means.
+  per category and their means, as transcribed from a summary of the paper.
 
 Introduced in chapter "Comparing the methods".
 """
@@ -49,11 +52,11 @@ _CIRR_ROWS = [
     ("CaLa", 49.11, 81.21, 89.59, 98.00, 76.27, 91.04, 96.46),
     ("CoVR-BLIP", 49.69, 78.60, 86.77, 94.31, 75.01, 88.12, 93.16),
     ("SPRC", 51.96, 82.12, 89.74, 97.69, 80.65, 92.31, 96.60),
-    ("MAPNet", 54.65, 84.93, 91.44, 98.25, 81.15, 93.57, 97.49),  # printed as "Ours"
+    ("MAPNet", 54.65, 84.93, 91.44, 98.25, 81.15, 93.57, 97.49),  # the row "Ours"
 ]
 MAPNET_CIRR = {
     "source": "MAPNet (Shi et al., ICCV 2025), table 'Results comparison with state-of-the-art "
-    "methods' (seed document 000)",
+    "methods', as transcribed from a summary of the paper, not checked against the paper",
     "dataset": "CIRR",
     "protocol": "CIRR test1 (evaluation server): Recall@K with the reference removed from the "
     "ranking, Recall_subset@K over the 5 other image-set members",
@@ -80,7 +83,8 @@ _FIQ_ROWS = [
     ("DQE-CIR", 48.47, 71.09, 55.94, 74.62, 59.38, 79.12, 54.60, 75.94),
 ]
 DQE_FASHIONIQ = {
-    "source": "DQE-CIR (Park, Park, Lee, arXiv 2603.04037), FashionIQ table (seed document 002)",
+    "source": "DQE-CIR (Park, Park, Lee, arXiv 2603.04037), FashionIQ table, as "
+    "transcribed from a summary of the paper, not checked against the paper",
     "dataset": "FashionIQ",
     "protocol": "FashionIQ val, R@10/R@50 per category, averages = plain means over the three "
     "categories; the table does not say which gallery protocol each row used (CoSMo and MGUR "

@@ -83,6 +83,8 @@ stage_unit() {
 
 stage_papermill() {
     python tests/notebooks/run_notebooks.py --profile smoke --stage _build/stage
+    # what the rendered chapters show: no bookkeeping code in view, no stray return values
+    python tests/notebooks/presentation.py _build/stage/notebooks/*.ipynb
 }
 
 stage_nbval() {

@@ -163,6 +163,20 @@ def _batch_classification_cases(g: torch.Generator) -> list[Case]:
     ]
 
 
+def _clip_contrastive_cases(g: torch.Generator) -> list[Case]:
+    same = _randn(g, 1, 16).expand(4, 16).clone()
+    return [
+        Case("random B=8, D=16, s=14.3", (_randn(g, 8, 16), _randn(g, 8, 16), 14.3), {}, (0, 1)),
+        Case("random B=5, D=32, s=100", (_randn(g, 5, 32), _randn(g, 5, 32), 100.0), {}, (0, 1)),
+        Case("batch of 1", (_randn(g, 1, 16), _randn(g, 1, 16), 14.3), {}, (0, 1)),
+        Case(
+            "unnormalised (norm ~ 30)", (8 * _randn(g, 6, 16), _randn(g, 6, 16), 10.0), {}, (0, 1)
+        ),
+        Case("ties: identical texts", (_randn(g, 4, 16), same, 20.0), {}, (0, 1)),
+        Case("s = 0 (loss log B)", (_randn(g, 6, 16), _randn(g, 6, 16), 0.0), {}, (0, 1)),
+    ]
+
+
 def _aleatoric_cases(g: torch.Generator) -> list[Case]:
     return [
         Case("scalar loss, scalar s", (torch.tensor(2.5), torch.tensor(0.3)), {}, (0, 1)),
@@ -385,6 +399,12 @@ def _hinge_cases(g: torch.Generator) -> list[Case]:
 
 
 EXERCISES: dict[str, LossExercise] = {
+    "clip_contrastive_loss": LossExercise(
+        losses.clip_contrastive_loss,
+        "(image_features [B, D], text_features [B, D], logit_scale) -> scalar",
+        "A tiny CLIP for a tiny world",
+        _clip_contrastive_cases,
+    ),
     "batch_classification_loss": LossExercise(
         losses.batch_classification_loss,
         "(queries [B, D], targets [B, D], scale) -> scalar",

@@ -10,8 +10,9 @@ The objective for a batch :math:`\mathcal{B}` (scores :math:`s` from
         + \lambda_{pair}\,\mathcal{L}_{pair} + \lambda_{KL}\,\mathcal{L}_{KL}
         + \lambda_{rank}\,\mathcal{L}_{rank} + \lambda_{attr}\,\mathcal{L}_{attr}
 
-(Park, Park and Lee, 2026; the weights and the BBC term are ours). DQE-CIR has no public code; :data:`SETTING_SOURCES` says which
-settings are known and which are ours. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
+(Park, Park and Lee, 2026; the weights and the BBC term are ours). DQE-CIR has no public code;
+:data:`SETTING_SOURCES` says where each setting comes from (only the abstract is the paper's own
+word) and which are ours. Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
 """
 
 from __future__ import annotations
@@ -72,24 +73,25 @@ class DQESettings:
     dropout: float = 0.5
 
 
-# (what, DQE-CIR paper, this book, source tag): ABS = the abstract, SEED = a third-party summary,
-# 2ND = a second-hand description, INF = inferred by the book, ours = the book's choice
+# (what, DQE-CIR per the source, this book, source tag). Tags: ABS = the paper's abstract;
+# SUM = a summary of the paper, as transcribed from it, not checked against the paper; 2ND = other
+# third-party summaries; INF = the book's reconstruction; ours = the book's choice.
 SETTING_SOURCES = [
     ("backbone", "BLIP-2 (Q-Former composed query)", "frozen encoder + Combiner", "ABS / ours"),
-    ("attribute sub-queries", "colour and shape", "colour and shape", "ABS, SEED"),
+    ("attribute sub-queries", "colour and shape", "colour and shape", "ABS, SUM"),
     ("attribute weights", "learned, conditioned on the text", "softmax(MLP(text))", "ABS / ours"),
     ("attribute sub-query design", "unpublished", "per-token map, text-gated edit", "INF"),
     ("negatives", "mid-zone of a target-relative Δ-distribution", "same", "ABS"),
-    ("Δ definition", "unpublished", "s(q,t) − s(q,c), current model", "INF"),
+    ("Δ definition", "unpublished", "sim(q,t) − sim(q,c), current model", "INF"),
     ("mid-zone bounds", "hand-tuned, unpublished", "zone", "2ND / INF"),
-    ("negatives per query", "one, from the zone", "n_negatives", "SEED"),
-    ("refresh", "every fixed interval", "every refresh_every epochs", "SEED, 2ND / INF"),
-    ("objective terms", "pairwise + KL, margin ranking, attribute margin", "same", "SEED, 2ND"),
+    ("negatives per query", "one, from the zone", "n_negatives", "SUM"),
+    ("refresh", "every fixed interval", "every refresh_every epochs", "SUM, 2ND / INF"),
+    ("objective terms", "pairwise + KL, margin ranking, attribute margin", "same", "SUM, 2ND"),
     ("KL target distribution", "unpublished", "soft labels from cos(t, n)", "INF"),
     ("τ, margins, loss weights", "unpublished", "temperature, margin, *_weight", "INF"),
     ("in-batch BBC term", "unpublished", "kept, scale 100", "INF"),
     ("optimiser, lr, batch, epochs", "unpublished", "the profile's (CLIP4Cir Combiner)", "INF"),
-    ("FashionIQ avg R@10 / R@50", "54.60 / 75.94", "—", "SEED"),
+    ("FashionIQ avg R@10 / R@50", "54.60 / 75.94", "—", "SUM"),
     ("CIRR R@10", "up to 91.58", "—", "2ND"),
 ]
 

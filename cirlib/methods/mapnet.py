@@ -1,7 +1,8 @@
 r"""MAPNet (Shi et al., ICCV 2025) as a recipe on cached features: schemas, optimal-transport
 schema matching (MSI) and the relaxed proximity loss (RP).
 
-MAPNet has no public code. What is fixed by the seed: the MSI loss (entropic OT
+MAPNet has no public code. What comes from a summary of the paper (as
+transcribed from that summary, not checked against the paper): the MSI loss (entropic OT
 with cost :math:`-\log C`, uniform marginals, row-argmax assignment, a distance to stop-gradient
 target schemas) and the RP loss formula; by the README: :math:`\tau = 0.1`, :math:`\gamma = 0.5`,
 :math:`\sigma = 0.6`, 32 queries, learning rates and batch sizes. Everything else here is the

@@ -174,3 +174,20 @@ def test_crashing_or_misshapen_student_is_reported_not_raised():
 def test_unknown_exercise():
     with pytest.raises(KeyError, match="unknown exercise"):
         grade(losses.batch_classification_loss, "no_such_loss")
+
+
+def test_clip_contrastive_needs_both_directions():
+    def both(image_features, text_features, logit_scale):
+        x, y = F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1)
+        logits = logit_scale * x @ y.T
+        labels = torch.arange(len(x))
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+    def image_to_text_only(image_features, text_features, logit_scale):
+        x, y = F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1)
+        return F.cross_entropy(logit_scale * x @ y.T, torch.arange(len(x)))
+
+    assert grade(both, "clip_contrastive_loss").passed
+    report = grade(image_to_text_only, "clip_contrastive_loss")
+    # one direction equals the mean of both only where the batch is symmetric: B = 1, or s = 0
+    assert {r.name for r in report.results if r.passed} == {"batch of 1", "s = 0 (loss log B)"}

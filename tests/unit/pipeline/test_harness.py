@@ -166,9 +166,10 @@ def test_results_file_is_stamped_and_round_trips(results, cfg, tmp_path):
 
 
 def test_published_tables_are_consistent():
-    """Transcription checks: CIRR Avg = (R@5 + Rs@1)/2 where printed; FashionIQ averages are
-    the means of the three categories (within rounding), except DQE-CIR's R@50 average,
-    which the paper prints as 75.94 while its categories average 74.94."""
+    """Transcription checks: CIRR Avg = (R@5 + Rs@1)/2 where given; FashionIQ averages are
+    the means of the three categories (within rounding), except DQE-CIR's R@50 average, which
+    the transcribed table gives as 75.94 while its categories average 74.94 (as transcribed from
+    a summary of the paper; the paper itself was not checked, so nothing is said about it)."""
     cirr = published_table(MAPNET_CIRR)
     for name, avg in MAPNET_CIRR["printed_avg"].items():
         assert (cirr.loc[name, "R@5"] + cirr.loc[name, "Rs@1"]) / 2 == pytest.approx(avg, abs=0.005)

@@ -1,0 +1,116 @@
+"""What a rendered chapter shows: no bookkeeping code on the page, no stray return values.
+
+    python tests/notebooks/presentation.py _build/stage/notebooks/01_task_data_metrics.ipynb ...
+
+Reads executed notebooks (a stage folder after the papermill run) and lists, per chapter,
+
+* **bookkeeping on the page**: a visible code cell that only stores numbers for the text
+  (``glue``), times something, or writes and reads checkpoints; such a cell should be tagged
+  ``remove-input`` (its output, if any, stays);
+* **stray return values**: a visible cell whose output is an ``execute_result`` that is plain
+  text only (``7.05``, ``'toy'``, ``Text(0.5, 1.0, '...')``): the cell's last line returned a
+  value nobody meant to show. Tables (HTML) and figures are results, not strays.
+
+A cell is visible unless tagged ``remove-input``, ``remove-cell``, ``hide-input`` or
+``hide-cell``. Exits with status 1 when it finds a problem, naming the chapter, the cell and why.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+HIDDEN = {"remove-input", "remove-cell", "hide-input", "hide-cell"}
+# calls that only serve the page's bookkeeping: gluing numbers, timing, checkpoints
+BOOKKEEPING = re.compile(
+    r"^(glue\w*|time|perf_counter|monotonic|process_time|\w*checkpoint\w*|\w*run_time\w*)$"
+)
+# what a glue cell does besides gluing: turn a number or a table entry into the value it stores
+CONVERSIONS = {
+    "float", "int", "round", "len", "max", "min", "sum", "abs", "str", "bool", "item", "mean",
+    "std", "format", "join", "get",
+}  # fmt: skip
+# chapters held to this (the others are checked once their own review has been done)
+CHECKED = ("01_", "02_", "03_", "04_", "05_", "06_", "07_")
+
+
+def _call_names(node: ast.AST) -> list[str]:
+    names = []
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Call):
+            f = sub.func
+            names.append(f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "?"))
+    return names
+
+
+def is_bookkeeping(source: str) -> bool:
+    """True when ``source`` calls at least one bookkeeping helper and nothing else but the
+    conversions that prepare a value for it (``float``, ``round``, ``.item()``, ...); imports
+    and plain assignments are allowed. A cell of plain assignments is not flagged."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    helpers = 0
+    for statement in tree.body:
+        if isinstance(statement, ast.Import | ast.ImportFrom):
+            continue
+        if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            return False  # a cell that defines something teaches or serves what follows
+        names = _call_names(statement)
+        if not all(BOOKKEEPING.match(n) or n in CONVERSIONS for n in names):
+            return False
+        helpers += sum(bool(BOOKKEEPING.match(n)) for n in names)
+    return helpers > 0
+
+
+def is_stray(outputs: list) -> bool:
+    """True when an output is a returned value shown as plain text only."""
+    for out in outputs:
+        if out.get("output_type") == "execute_result" and set(out.get("data", {})) == {
+            "text/plain"
+        }:
+            return True
+    return False
+
+
+def presentation_problems(path: Path) -> list[str]:
+    """Every problem of one executed notebook, as ``"<chapter> cell <i>: <why>"``."""
+    nb = nbformat.read(path, as_version=4)
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or HIDDEN & set(cell.metadata.get("tags", [])):
+            continue
+        if is_bookkeeping(cell.source):
+            problems.append(
+                f"{path.stem} cell {i}: only bookkeeping (glue/timing/checkpoints) is visible; "
+                "tag it remove-input"
+            )
+        if is_stray(cell.get("outputs", [])):
+            value = next(
+                o["data"]["text/plain"]
+                for o in cell.outputs
+                if o.get("output_type") == "execute_result"
+            )
+            problems.append(
+                f"{path.stem} cell {i}: a stray return value is shown ({str(value)[:40]!r}); "
+                "end the cell with a statement or assign the value"
+            )
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    paths = [Path(a) for a in argv if Path(a).name.startswith(CHECKED)]
+    problems = [p for path in paths for p in presentation_problems(path)]
+    for p in problems:
+        print(p, file=sys.stderr)
+    print(f"presentation: {len(paths)} chapters checked, {len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

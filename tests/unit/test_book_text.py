@@ -1,0 +1,141 @@
+"""The book's text: sources are named honestly.
+
+"seed" means a random seed only. A paper is cited as the paper ({cite}); what was read in a
+third-party summary of a paper is labelled as such, and nothing in the book calls a summary the
+"seed" or blames the paper for a number only a summary gives.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1].parent
+CHAPTERS = sorted((REPO / "notebooks").glob("*.ipynb"))
+BOOK_PAGES = sorted((REPO / "book").glob("*.md"))
+LIBRARY = sorted((REPO / "cirlib").rglob("*.py"))
+
+# Phrases that use "seed" for a summary of a paper, or claim a paper misprints something.
+SUMMARY_AS_SEED = re.compile(
+    r"seed (document|summary|summaries|writes|says|gives|lists)|seed's (header|table|text|formula|words)|(fixed by|\bin) the seed\b(?![- ])"
+    r"|\(the \"seed\"\)|\|\s*seed\s*\||(?-i:\bSEED =)|misprint|names only three",
+    re.IGNORECASE,
+)
+
+
+def _text(path: Path) -> str:
+    if path.suffix == ".ipynb":
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        return "\n".join("".join(c["source"]) for c in cells)
+    return path.read_text(encoding="utf-8")
+
+
+def _hits(path: Path) -> list[str]:
+    rel = path.relative_to(REPO).as_posix()
+    out = []
+    for line in _text(path).splitlines():
+        for m in SUMMARY_AS_SEED.finditer(line):
+            out.append(f"{rel}: {m.group(0)!r} in {line.strip()[:120]!r}")
+    return out
+
+
+@pytest.mark.parametrize("path", CHAPTERS + BOOK_PAGES + LIBRARY, ids=lambda p: p.name)
+def test_seed_means_only_a_random_seed(path):
+    hits = _hits(path)
+    assert not hits, "cite the paper, or say 'a summary of the paper':\n" + "\n".join(hits)
+
+
+def test_the_pattern_catches_what_it_is_for():
+    for bad in (
+        "(seed document 000)",
+        "the seed writes",
+        "as the seed writes it",
+        'the authors\' summary (the "seed")',
+        "| RPLoss formula | seed | as written |",
+        "SEED = the seed summary",
+        "the paper misprints its average",
+        "What is fixed by the seed: the MSI loss",
+        "(no formula in the seed)",
+        "The seed's header lists",
+    ):
+        assert SUMMARY_AS_SEED.search(bad), bad
+    for good in (
+        "the seed-to-seed spread",
+        "within the seed spread",
+        "SEED: int = 0",
+        "seed 0",
+        "depends on the seed only",
+        "seed = checked_seed(seed)",
+        "every seed's value",
+    ):
+        assert not SUMMARY_AS_SEED.search(good), good
+
+
+def test_published_tables_say_they_were_transcribed_from_summaries():
+    from cirlib.published import PUBLISHED
+
+    for name, table in PUBLISHED.items():
+        assert "transcribed from a summary of the paper" in table["source"], name
+        assert "not checked against the paper" in table["source"], name
+
+
+# ---------------------------------------------------------------- one notation
+NOTATION = REPO / "book" / "notation.md"
+NOTATION_CHAPTERS = [
+    p for p in CHAPTERS if p.name[:2] in {"01", "02", "03", "04", "05", "06", "07"}
+]
+# spellings the chapters used before the notation page; each now means one thing only
+RETIRED = {
+    r"s_\ell": "the logit scale is $s$",
+    r"\gamma_e": r"MGUR's blend weight is $\omega_e$ ($\gamma$ is RPLoss's)",
+    r"\lambda_{MSI}": r"loss weights are $w$ ($\lambda$ is the Combiner's text weight)",
+    r"\lambda_{RP}": r"loss weights are $w$ ($\lambda$ is the Combiner's text weight)",
+    r"e^{-s}": r"MGUR's uncertainty is $u$ ($s$ is the logit scale)",
+    r"\hat f": r"an augmented feature is $\tilde f$ (a hat means normalised)",
+    "s(q": r"a score is $\mathrm{sim}(q, c)$ ($s$ is the logit scale)",
+    "s^+": r"scores are $\mathrm{sim}^\pm$",
+    "s^-": r"scores are $\mathrm{sim}^\pm$",
+    "counted from 1": "ranks count from 0",
+}
+
+
+def _markdown(path: Path) -> str:
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+
+
+def _notation_symbols() -> list[str]:
+    rows = [line for line in NOTATION.read_text(encoding="utf-8").splitlines() if line[:2] == "| "]
+    return [row.split("|")[1].strip() for row in rows if row.split("|")[1].strip() != "symbol"]
+
+
+def test_the_notation_page_lists_each_symbol_once_and_is_in_the_book():
+    symbols = _notation_symbols()
+    assert len(symbols) >= 15
+    assert len(symbols) == len(set(symbols)), "a symbol is listed twice"
+    toc = (REPO / "_toc.yml").read_text(encoding="utf-8")
+    assert "file: book/notation" in toc.split("caption: Reference")[1]
+
+
+@pytest.mark.parametrize("path", NOTATION_CHAPTERS, ids=lambda p: p.stem)
+def test_chapters_use_the_notation(path):
+    text = _markdown(path)
+    found = [
+        f"{old!r}: {why}"
+        for old, why in RETIRED.items()
+        if re.search(r"(?<![A-Za-z_\\])" + re.escape(old), text)
+    ]
+    assert not found, f"{path.name} uses retired notation:\n" + "\n".join(found)
+
+
+def test_every_listed_symbol_is_used_in_a_chapter():
+    text = "\n".join(_markdown(p) for p in NOTATION_CHAPTERS)
+    for symbol in _notation_symbols():
+        first = re.findall(r"\$([^$]+)\$", symbol)
+        needle = (first[0] if first else symbol.split("@")[0]).split("(")[0]
+        # each symbol as the chapters write it: the row's first formula (a function without its
+        # arguments), or the metric's name
+        assert needle.split(",")[0].strip() in text, f"{symbol} is not used in chapters 1-7"

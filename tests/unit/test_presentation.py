@@ -1,0 +1,92 @@
+"""The rendered-page checker (tests/notebooks/presentation.py) flags what it should, and only
+that; with CIRBOOK_STAGE set to a stage folder it checks that folder's executed chapters."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location(
+    "presentation", REPO / "tests" / "notebooks" / "presentation.py"
+)
+presentation = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(presentation)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'glue("n", 3)',
+        'from cirlib.notebook import glue\n\nglue("r1", float(x.mean()))\n_ = glue("r5", 2)',
+        "start = time.perf_counter()\nrun_time = time.perf_counter() - start",
+        "for k in keys:\n    glue(f'abl_{k}', float(r1[k]))",
+        "_ = glue_run_time()",
+        "save_checkpoint(model, path)",
+    ],
+)
+def test_bookkeeping_cells_are_flagged(source):
+    assert presentation.is_bookkeeping(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "x = 1",  # nothing called
+        'glue("r1", evaluate(model)["R@1"])',  # computes a result: teaching code
+        "display(table)\nglue('n', len(table))",
+        "def f():\n    glue('x', 1)",  # defines something
+        "%timeit f()",  # not Python: left alone
+    ],
+)
+def test_teaching_cells_are_not_flagged(source):
+    assert not presentation.is_bookkeeping(source)
+
+
+def _executed(cells) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    for source, tags, outputs in cells:
+        cell = nbformat.v4.new_code_cell(source)
+        cell.metadata["tags"] = tags
+        cell.outputs = outputs
+        nb.cells.append(cell)
+    return nb
+
+
+def test_problems_of_an_executed_notebook(tmp_path):
+    plain = nbformat.v4.new_output("execute_result", {"text/plain": "7.050092764378476"})
+    table = nbformat.v4.new_output("execute_result", {"text/plain": "df", "text/html": "<table>"})
+    nb = _executed(
+        [
+            ('glue("n", 3)', [], []),  # 0: bookkeeping in view
+            ('glue("n", 3)', ["remove-input"], []),  # hidden: fine
+            ("x.mean()", [], [plain]),  # 2: stray value
+            ("x.mean()", ["remove-cell"], [plain]),  # hidden: fine
+            ("table", [], [table]),  # a table is a result
+        ]
+    )
+    path = tmp_path / "01_demo.ipynb"
+    nbformat.write(nb, path)
+    problems = presentation.presentation_problems(path)
+    assert [p.split(":")[0] for p in problems] == ["01_demo cell 0", "01_demo cell 2"]
+    assert "remove-input" in problems[0] and "7.0500927" in problems[1]
+    assert presentation.main([str(path)]) == 1
+    clean = tmp_path / "02_clean.ipynb"
+    nbformat.write(_executed([("table", [], [table])]), clean)
+    assert presentation.main([str(clean)]) == 0
+
+
+STAGE = os.environ.get("CIRBOOK_STAGE")
+
+
+@pytest.mark.skipif(not STAGE, reason="set CIRBOOK_STAGE to a stage folder of executed chapters")
+def test_executed_chapters_show_no_bookkeeping_and_no_strays():
+    paths = sorted(Path(STAGE, "notebooks").glob("*.ipynb"))
+    checked = [p for p in paths if p.name.startswith(presentation.CHECKED)]
+    assert checked, f"no chapter of {presentation.CHECKED} in {STAGE}/notebooks"
+    problems = [p for path in checked for p in presentation.presentation_problems(path)]
+    assert not problems, "\n".join(problems)
