@@ -162,3 +162,33 @@ def test_profiles_set_the_encoder_templates_and_budget():
     assert get("searle").settings_for(toy).oti_images == searle.BUDGET["toy"]["oti_images"]
     assert get("pic2word").budget(toy).epochs == pic2word.BUDGET["toy"]["epochs"]
     assert not get("pic2word").compared and not get("searle").compared
+
+
+def test_the_trainer_draws_batches_over_images_and_uses_the_specs_optimiser(split, cfg, tmp_path):
+    from cirlib.train import train_method
+
+    feats = _features(split)
+    spec = get("pic2word")
+    seen = []
+
+    def recording_loss(features, settings, run):
+        inner = pic2word.loss(features, settings, run)
+
+        def loss_fn(model, idx):
+            seen.extend(idx.tolist())
+            return inner(model, idx)
+
+        return loss_fn
+
+    recording = dataclasses.replace(spec, loss=recording_loss)
+    train_method(recording, feats, resolve("smoke", batch_size=16, device="cpu"), seed=0, epochs=1)
+    n_images = len(split.gallery)
+    assert n_images % 16 == 0 and n_images > len(split.triplets)  # triplets would fall short
+    assert sorted(seen) == list(range(n_images))  # one epoch: every image once
+    # SEARLE trains with its own AdamW (weight decay 0.01), not the trainer's Adam
+    small = resolve("smoke", epochs=1, batch_size=16, device="cpu")
+    get("searle").fit(
+        feats, small, seed=0, checkpoint=tmp_path / "s.pt", oti_images=16, oti_steps=2
+    )
+    groups = torch.load(tmp_path / "s.pt", weights_only=False)["optimizer"]["param_groups"]
+    assert groups[0]["weight_decay"] == get("searle").settings().weight_decay
