@@ -32,6 +32,7 @@ from cirlib.train import trained_with
 RECALL = ("R@1", "R@5", "R@10", "R@50")
 SUBSET = ("Rs@1", "Rs@2", "Rs@3")
 MULTI_TARGET = ("mR@1", "mR@5", "mR@10", "mR@50")
+MAP = ("mAP@5", "mAP@10", "mAP@25", "mAP@50")
 
 Results = dict[str, dict[int, dict]]  # method name -> seed -> evaluate() dict
 
@@ -149,7 +150,11 @@ def compare(
             )
             gallery = spec.gallery(model, test_f) if spec.gallery is not None else None
             results[spec.name][seed] = evaluate(
-                spec.queries(model, test_f), test_f, test_s, gallery=gallery, keep_ranks=True
+                spec.embed_queries(model, test_f, test_s),
+                test_f,
+                test_s,
+                gallery=gallery,
+                keep_ranks=True,
             )
     return results
 
@@ -205,8 +210,8 @@ def comparison_tables(
 ) -> dict[str, pd.DataFrame]:
     """The comparison's tables, every cell "mean ± std" over seeds (percent, 1 decimal).
 
-    * ``"overall"``: rows = methods; R@1/5/10/50, Recall_subset@1/2/3 and multi-target recall
-      mR@1/5/10/50 (the columns the split supports).
+    * ``"overall"``: rows = methods; R@1/5/10/50, Recall_subset@1/2/3, multi-target recall
+      mR@1/5/10/50 and mAP@5/10/25/50 over every valid target (the columns the split supports).
     * ``"edit_type"`` and ``"granularity"`` (when the split has them): rows = methods, columns
       ``"<value> · <metric>"`` for each of ``breakdown_metrics``, e.g. ``"colour · R@1"``,
       ``"coarse · mR@1"``.
@@ -215,7 +220,7 @@ def comparison_tables(
     """
     names = _titles(results, titles)
     first = next(iter(next(iter(results.values())).values()))
-    overall_cols = [c for c in (*RECALL, *SUBSET, *MULTI_TARGET) if c in first["all"]]
+    overall_cols = [c for c in (*RECALL, *SUBSET, *MULTI_TARGET, *MAP) if c in first["all"]]
     tables = {
         "overall": format_mean_std(
             {names[n]: _rows(r, None, None) for n, r in results.items()}, overall_cols

@@ -462,7 +462,7 @@ def train_method(
     if distributed and spec.frozen_for_ddp is not None:
         for module in spec.frozen_for_ddp(model, chosen):
             module.requires_grad_(False)
-    n = len(train_features.texts)
+    n = spec.samples(train_features, chosen)  # triplets, or images for a zero-shot method
     run = TrainingRun(
         epochs=epochs or cfg.epochs,
         batches_per_epoch=max(1, n // cfg.batch_size),
@@ -488,4 +488,5 @@ def train_method(
         stop_after_epoch=stop_after_epoch,
         desc=f"{spec.title} seed {seed}",
         distributed=distributed,
+        optimizer=spec.optimizer(chosen, cfg) if spec.optimizer is not None else None,
     )

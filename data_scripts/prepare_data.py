@@ -3,7 +3,7 @@
     python data_scripts/prepare_data.py cirr ~/Downloads/cirr --images ~/Downloads/nlvr2
     python data_scripts/prepare_cirr.py ~/Downloads/cirr --images ~/Downloads/nlvr2   # same
 
-One command per dataset (``cirr``, ``fashioniq``, ``fashion200k``, ``shoes``; the
+One command per dataset (``cirr``, ``fashioniq``, ``fashion200k``, ``shoes``, ``circo``; the
 ``prepare_<dataset>.py`` scripts next to this one are thin wrappers). Each
 
 1. looks for every file the loader needs in SOURCE (annotations) and ``--images`` (default
@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cirlib.data.circo import CIRCO_IMAGE_DIR, CIRCO_IMAGE_INFO, CIRCO_SPLITS, load_circo
 from cirlib.data.cirr import load_cirr
 from cirlib.data.fashion200k import (
     FASHION200K_CATEGORIES,
@@ -61,7 +62,7 @@ from cirlib.data.records import DatasetError, read_json
 from cirlib.data.shoes import SHOES_CAPTIONS_FILE, SHOES_SPLIT_FILES, load_shoes, read_image_names
 from cirlib.paths import data_root
 
-DATASETS = ("cirr", "fashioniq", "fashion200k", "shoes")
+DATASETS = ("cirr", "fashioniq", "fashion200k", "shoes", "circo")
 MANIFEST = "manifest.json"
 
 # Where each part comes from (methods.md sections 9-10 and the projects' READMEs).
@@ -97,6 +98,17 @@ SOURCES = {
     ),
     "shoes-annotations": (
         "the folder dataset/ of https://github.com/XiaoxiaoGuo/fashion-retrieval"
+    ),
+    "circo-annotations": (
+        "the folder annotations/ of https://github.com/miccunifi/CIRCO (val.json, test.json)"
+    ),
+    "circo-image-info": (
+        "COCO 2017's unlabeled image info (image_info_unlabeled2017.json, in "
+        "image_info_unlabeled2017.zip from https://cocodataset.org/#download)"
+    ),
+    "circo-images": (
+        "COCO 2017's unlabeled images (unlabeled2017.zip from https://cocodataset.org/#download, "
+        "unpacked to unlabeled2017/)"
     ),
     "shoes-images": (
         "the Attribute Discovery shoe images (womens_*/...); the original link is dead, the MGUR "
@@ -468,6 +480,66 @@ def plan_shoes(source: Path, images: Path | None, args) -> Plan:
     return plan
 
 
+# ----------------------------------------------------------------------------- CIRCO
+
+
+def plan_circo(source: Path, images: Path | None, args) -> Plan:
+    """CIRCO: its annotations, COCO's unlabeled image list and the images it names (the release
+    layout, annotations/ beside COCO2017_unlabeled/)."""
+    plan = Plan("circo")
+    ann = _first_dir_with([source, source / "CIRCO"], "annotations") or source
+    plan.sources["annotations"] = str(ann)
+    for split in CIRCO_SPLITS:
+        path = ann / "annotations" / f"{split}.json"
+        if path.is_file():
+            plan.copies[f"annotations/{split}.json"] = path
+        else:
+            plan.missing.append(
+                Missing(f"CIRCO annotations/{split}.json", path, "circo-annotations")
+            )
+    info = ann / CIRCO_IMAGE_INFO
+    if info.is_file():
+        plan.copies[str(CIRCO_IMAGE_INFO)] = info
+    else:
+        plan.missing.append(Missing(f"CIRCO {CIRCO_IMAGE_INFO}", info, "circo-image-info"))
+    if args.annotations_only:
+        plan.notes.append("annotations only: no image was looked for or linked")
+    else:
+        folder = images or ann / CIRCO_IMAGE_DIR
+        plan.sources["images"] = str(folder)
+        if info.is_file():
+            from cirlib.data.circo import read_image_info
+
+            files = read_image_info(info)
+            absent = [f for f in files.values() if not (folder / f).is_file()]
+            if absent and args.allow_missing_images:
+                plan.notes.append(_missing_images_note(absent, len(files), folder))
+            elif absent:
+                plan.missing.append(
+                    Missing(
+                        f"CIRCO images ({len(absent):,} of {len(files):,})",
+                        folder / absent[0],
+                        "circo-images",
+                    )
+                )
+            if folder.is_dir():
+                plan.links[str(CIRCO_IMAGE_DIR)] = folder
+
+    def verify(root: Path) -> list[str]:
+        lines = []
+        for split in CIRCO_SPLITS:
+            loaded = load_circo(
+                root, split, check_images=not (args.annotations_only or args.allow_missing_images)
+            )
+            if not args.annotations_only:
+                _record_images(plan, loaded)
+            lines.append(_split_summary(split, loaded))
+        return lines
+
+    plan.verify = verify
+    return plan
+
+
 def _image_mode(args) -> str:
     if args.annotations_only:
         return "ignore"
@@ -479,6 +551,7 @@ PLANNERS = {
     "fashioniq": plan_fashioniq,
     "fashion200k": plan_fashion200k,
     "shoes": plan_shoes,
+    "circo": plan_circo,
 }
 
 

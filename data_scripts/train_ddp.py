@@ -150,7 +150,9 @@ def main(argv=None) -> None:
         state = load_checkpoint(ckpt)
         test = feats["test"]
         gallery = spec.gallery(head, test) if spec.gallery is not None else None
-        metrics = evaluate(spec.queries(head, test), test, splits["test"], gallery=gallery)
+        metrics = evaluate(
+            spec.embed_queries(head, test, splits["test"]), test, splits["test"], gallery=gallery
+        )
         report = {
             "method": args.method,
             "profile": cfg.name,

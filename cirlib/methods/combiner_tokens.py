@@ -53,7 +53,7 @@ def loss(features, settings: Settings, run: TrainingRun):
 SPEC = MethodSpec(
     name="combiner_tokens",
     title="Combiner + token branch, plain loss (control)",
-    chapter="notebooks/08_comparison",
+    chapter="notebooks/09_comparison",
     settings=Settings,
     build=build,
     loss=loss,

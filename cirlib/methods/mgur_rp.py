@@ -138,7 +138,7 @@ def loss(features, settings: Settings, run: TrainingRun):
 MGUR_RP = SPEC = MethodSpec(
     name="mgur_rp",
     title="MGUR + RP (new)",
-    chapter="notebooks/08_comparison",
+    chapter="notebooks/09_comparison",
     settings=Settings,
     build=mgur.build,
     loss=loss,

@@ -16,7 +16,10 @@ A method module defines
 :meth:`MethodSpec.train` adds the options the method's chapter uses under a profile. Special
 cases are fields here, not name tests elsewhere: a method that needs the training split
 (``needs_split``), that tags its main run (``tagged_main_run``), that trains on another budget
-off the toy world (``budget``), that sizes itself by profile (``chapter_options``).
+off the toy world (``budget``), that sizes itself by profile (``chapter_options``), that trains
+on something other than the triplets (``samples``: the zero-shot methods train on images), that
+writes its queries from the modification texts themselves (``needs_captions``), that trains
+with another optimiser (``optimizer``).
 
 Introduced in chapter "Comparing the methods".
 """
@@ -34,6 +37,10 @@ def _no_options(cfg) -> dict:
 
 def _same_budget(cfg):
     return cfg
+
+
+def _triplets(features, settings) -> int:
+    return len(features.texts)
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,14 @@ class MethodSpec:
     frozen_for_ddp : ``frozen_for_ddp(model, settings) -> [modules]`` that get no gradient in
         this configuration; with ``distributed=True`` they are frozen, as DDP requires a
         gradient for every parameter it tracks.
+    samples : ``samples(features, settings) -> n``, how many training examples the loss's
+        batch indices address; by default the triplets (``len(features.texts)``). A zero-shot
+        method trains on images alone and returns a number of images.
+    needs_captions : its queries are written from the modification texts themselves, not from
+        their cached features: ``queries(model, features, split)`` with the evaluated
+        :class:`~cirlib.data.records.CIRSplit` (call :meth:`embed_queries`).
+    optimizer : ``optimizer(settings, cfg) -> (model -> torch.optim.Optimizer)``, replacing
+        :func:`~cirlib.train.fit`'s Adam; name the optimiser in the checkpoint's record.
     """
 
     name: str
@@ -87,12 +102,27 @@ class MethodSpec:
     fingerprint: Callable | None = None
     complete: Callable | None = None
     frozen_for_ddp: Callable | None = None
+    samples: Callable = _triplets
+    needs_captions: bool = False
+    optimizer: Callable | None = None
 
     def __post_init__(self):
         if not (
             dataclasses.is_dataclass(self.settings) and self.settings.__dataclass_params__.frozen
         ):
             raise TypeError(f"{self.name}: settings must be a frozen dataclass type")
+
+    def embed_queries(self, model, features, split=None):
+        """The method's query embeddings ``[Q, D']`` of a split: :attr:`queries` with ``split``
+        when the method reads the modification texts (:attr:`needs_captions`), else without."""
+        if not self.needs_captions:
+            return self.queries(model, features)
+        if split is None:
+            raise ValueError(
+                f"{self.title} writes its queries from the modification texts: pass the evaluated "
+                "split, embed_queries(model, features, split)"
+            )
+        return self.queries(model, features, split)
 
     def settings_for(self, cfg=None):
         """The settings of the chapter's main run under profile ``cfg`` (the toy world when

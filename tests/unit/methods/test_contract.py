@@ -51,6 +51,19 @@ def _features(split, dim=8, n_tokens=4, width=6, length=7, text_width=5, seed=0)
     )
 
 
+def feature_width(spec, default=8) -> int:
+    """The width of the synthetic features a method trains on in these tests: any width for a
+    head sized from its features, the frozen encoder's own for a zero-shot method (its mapping
+    network writes pseudo-words for that encoder, whose text features must meet the images)."""
+    fields = {f.name for f in dataclasses.fields(spec.settings)}
+    if "encoder" not in fields:
+        return default
+    from cirlib.zeroshot.pseudo_word_model import frozen_encoder
+
+    settings = spec.settings()
+    return int(frozen_encoder(settings.encoder, settings.pretrained)[0].visual.output_dim)
+
+
 @pytest.fixture(scope="module")
 def data():
     split = generated_split("train", 20, 0)

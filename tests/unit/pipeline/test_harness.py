@@ -106,7 +106,7 @@ def test_tables_are_mean_and_sample_std_over_seeds(results):
     overall = tables["overall"]
     assert list(overall.index) == ["CLIP4Cir Combiner", "MGUR + RP (new)"]
     expected_cols = ["R@1", "R@5", "R@10", "R@50", "Rs@1", "Rs@2", "Rs@3"]
-    expected_cols += ["mR@1", "mR@5", "mR@10", "mR@50"]
+    expected_cols += ["mR@1", "mR@5", "mR@10", "mR@50", "mAP@5", "mAP@10", "mAP@25", "mAP@50"]
     assert list(overall.columns) == expected_cols
     for name, title in (("combiner", "CLIP4Cir Combiner"), ("mgur_rp", "MGUR + RP (new)")):
         values = [results[name][s]["all"]["R@5"] for s in (0, 1)]

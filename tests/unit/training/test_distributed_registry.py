@@ -23,14 +23,24 @@ from cirlib.methods import registered
 WORLD = 2
 
 
-def _data():
+def _width(spec) -> int:
+    """8 for a head sized from its features; a zero-shot method's frozen encoder's own width."""
+    if "encoder" not in {f.name for f in dataclasses.fields(spec.settings)}:
+        return 8
+    from cirlib.zeroshot.pseudo_word_model import frozen_encoder
+
+    settings = spec.settings()
+    return int(frozen_encoder(settings.encoder, settings.pretrained)[0].visual.output_dim)
+
+
+def _data(dim=8):
     split = generated_split("train", 10, 0)
     g = torch.Generator().manual_seed(0)
     n, q = len(split.gallery), len(split.triplets)
     lengths = torch.randint(2, 8, (q,), generator=g)
     feats = SplitFeatures(
-        images=torch.randn(n, 8, generator=g),
-        texts=torch.randn(q, 8, generator=g),
+        images=torch.randn(n, dim, generator=g),
+        texts=torch.randn(q, dim, generator=g),
         reference_index=torch.tensor([split.index_of(t.reference) for t in split.triplets]),
         target_index=torch.tensor([split.index_of(t.target) for t in split.triplets]),
         image_tokens=torch.randn(n, 4, 6, generator=g).half(),
@@ -49,20 +59,20 @@ def _no_dropout(spec) -> dict:
 
 
 def _train(spec, distributed):
-    split, feats = _data()
+    split, feats = _data(_width(spec))
     model = spec.train(
         feats, _cfg(), seed=0, split=split, distributed=distributed, **_no_dropout(spec)
     )
     gallery = spec.gallery(model, feats) if spec.gallery is not None else feats.images
     return {
         "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "queries": spec.queries(model, feats),
+        "queries": spec.embed_queries(model, feats, split),
         "gallery": gallery,
     }
 
 
 def _dropout_left(spec) -> bool:
-    split, feats = _data()
+    split, feats = _data(_width(spec))
     settings = dataclasses.replace(spec.settings_for(_cfg()), **_no_dropout(spec))
     model = spec.build(feats, settings)
     for m in model.modules():
@@ -93,7 +103,7 @@ def test_the_registry_holds_mgur_rp():
 
 
 def _initial_state(spec):
-    split, feats = _data()
+    split, feats = _data(_width(spec))
     settings = spec.settings_for(_cfg())
     if spec.complete is not None:
         settings = spec.complete(feats, settings)

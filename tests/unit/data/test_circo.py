@@ -1,0 +1,184 @@
+"""CIRCO: the loader on a small fixture in the release's format (annotations/val.json and
+test.json, COCO's unlabeled image list, the image folder), its checks, mAP@K through evaluate on
+the validation split, the test server's file, and prepare_data.py circo."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from cirlib.data.circo import load_circo
+from cirlib.data.records import DatasetError
+from cirlib.eval.average_precision import average_precision_at_k
+from cirlib.eval.circo_submission import circo_submission_from_scores, write_circo_submission
+from cirlib.eval.evaluate import evaluate
+
+REPO = Path(__file__).resolve().parents[3]
+IDS = [9761, 85932, 489535, 57541, 375057, 119881] + list(range(1000, 1060))
+VAL = [
+    {
+        "reference_img_id": 85932,
+        "target_img_id": 9761,
+        "relative_caption": "is held by a little girl on a chair",
+        "shared_concept": "a teddy bear",
+        "gt_img_ids": [9761, 489535, 57541],
+        "id": 0,
+    },
+    {
+        "reference_img_id": 375057,
+        "target_img_id": 119881,
+        "relative_caption": "is on a beach",
+        "shared_concept": "a dog",
+        "gt_img_ids": [119881],
+        "id": 1,
+    },
+]
+TEST = [
+    {"reference_img_id": 1003, "relative_caption": "is red", "shared_concept": "a bus", "id": 0},
+    {"reference_img_id": 1004, "relative_caption": "is blue", "shared_concept": "a car", "id": 1},
+]
+
+
+def _write(root: Path, images=True, val=VAL, test=TEST) -> Path:
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "val.json").write_text(json.dumps(val))
+    (root / "annotations" / "test.json").write_text(json.dumps(test))
+    info = root / "COCO2017_unlabeled" / "annotations"
+    info.mkdir(parents=True)
+    listed = [{"id": i, "file_name": f"{i:012d}.jpg", "coco_url": "x"} for i in IDS]
+    (info / "image_info_unlabeled2017.json").write_text(json.dumps({"images": listed}))
+    if images:
+        folder = root / "COCO2017_unlabeled" / "unlabeled2017"
+        folder.mkdir(parents=True)
+        for i in IDS:
+            Image.new("RGB", (3, 2), (i % 255, 0, 0)).save(folder / f"{i:012d}.jpg")
+    return root
+
+
+def test_val_and_test_load_in_the_release_format(tmp_path):
+    root = _write(tmp_path / "CIRCO")
+    val = load_circo(root, "val", check_images=True)
+    assert val.name == "circo/val" and val.gallery == [str(i) for i in IDS]
+    first = val.triplets[0]
+    assert (first.pair_id, first.reference, first.target) == (0, "85932", "9761")
+    assert first.valid_targets == ("9761", "489535", "57541")
+    assert first.caption == "is held by a little girl on a chair"
+    assert first.meta["shared_concept"] == "a teddy bear"
+    assert val.load_image("9761").size == (3, 2)
+    test = load_circo(root, "test")
+    assert all(t.target is None and t.valid_targets is None for t in test.triplets)
+
+
+@pytest.mark.parametrize(
+    ("split", "change", "message"),
+    [
+        ("val", {"gt_img_ids": [489535, 9761]}, "is not target_img_id 9761"),
+        ("val", {"gt_img_ids": []}, "non-empty list"),
+        ("val", {"reference_img_id": 4}, "image 4 is not in COCO's image list"),
+        ("val", {"relative_caption": 3}, "field 'relative_caption': expected str"),
+        ("test", {"id": 1}, "entry 1 \\(id 1\\), field .id.: duplicates entry 0"),
+    ],
+)
+def test_a_malformed_entry_is_named(tmp_path, split, change, message):
+    val, test = [dict(e) for e in VAL], [dict(e) for e in TEST]
+    (val if split == "val" else test)[0].update(change)
+    root = _write(tmp_path / "CIRCO", images=False, val=val, test=test)
+    with pytest.raises(DatasetError, match=message) as err:
+        load_circo(root, split)
+    assert f"annotations/{split}.json" in str(err.value) and "prepare_data.py circo" in str(
+        err.value
+    )
+
+
+def test_missing_files_and_unknown_splits_are_explained(tmp_path):
+    root = _write(tmp_path / "CIRCO", images=False)
+    with pytest.raises(DatasetError, match="no training split"):
+        load_circo(root, "train")
+    with pytest.raises(DatasetError, match="66 of 66 CIRCO gallery images are missing"):
+        load_circo(root, "val", check_images=True)
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_circo(tmp_path / "nowhere", "val")
+
+
+def test_evaluate_reports_map_over_every_listed_target(tmp_path):
+    val = load_circo(_write(tmp_path / "CIRCO", images=False), "val")
+    n = len(val.gallery)
+    # query 0 ranks 489535 first, 9761 fourth, 1002 fifth (the reference removed)
+    scores = torch.zeros(2, n)
+    order0 = ["85932", "489535", "1000", "1001", "9761", "1002"]
+    for rank, name in enumerate(order0):
+        scores[0, val.index_of(name)] = 10.0 - rank
+    scores[1, val.index_of("119881")] = 5.0
+    images = torch.eye(n)
+
+    class Features:  # what evaluate reads: rows of the gallery and each query's reference row
+        pass
+
+    feats = Features()
+    feats.images = images
+    feats.reference_index = torch.tensor([val.index_of(t.reference) for t in val.triplets])
+    feats.target_index = torch.tensor([val.index_of(t.target) for t in val.triplets])
+    got = evaluate(scores, feats, val)["all"]
+    # by hand: query 0 hits at 1 and 4 of min(5, 3) = 3 targets: (1 + 2/4) / 3; query 1: 1
+    assert got["mAP@5"] == pytest.approx(100 * ((1 + 0.5) / 3 + 1) / 2)
+    top = torch.tensor([[val.index_of(x) for x in ["489535", "1000", "1001", "9761", "1002"]]])
+    ap = average_precision_at_k(
+        top, [[val.index_of(str(x)) for x in VAL[0]["gt_img_ids"]]], ks=(5,)
+    )
+    assert float(ap) == pytest.approx((1 + 0.5) / 3)
+
+
+def test_the_server_file_holds_every_query_and_fifty_ids(tmp_path):
+    test = load_circo(_write(tmp_path / "CIRCO", images=False), "test")
+    g = torch.Generator().manual_seed(0)
+    gallery = torch.randn(len(test.gallery), 8, generator=g)
+    queries = torch.nn.functional.normalize(torch.randn(2, 8, generator=g), dim=-1)
+    out = circo_submission_from_scores(queries, gallery, test, tmp_path / "circo.json")
+    doc = json.loads(out.read_text())
+    assert sorted(doc) == ["0", "1"] and all(len(v) == 50 for v in doc.values())
+    assert all(isinstance(i, int) for v in doc.values() for i in v)
+    scores = queries @ torch.nn.functional.normalize(gallery, dim=-1).T
+    for t, row in zip(test.triplets, scores):
+        row[test.index_of(t.reference)] = -float("inf")  # the reference is never listed
+        want = [int(test.gallery[j]) for j in row.argsort(descending=True, stable=True)[:50]]
+        assert doc[str(t.pair_id)] == want
+    with pytest.raises(ValueError, match="1 missing"):
+        write_circo_submission(tmp_path / "bad.json", {0: doc["0"]}, test)
+    with pytest.raises(ValueError, match="exactly 50 distinct"):
+        write_circo_submission(tmp_path / "bad.json", {0: doc["0"][:49], 1: doc["1"]}, test)
+    assert not (tmp_path / "bad.json").exists()
+
+
+def _prepare():
+    spec = importlib.util.spec_from_file_location(
+        "prepare_data", REPO / "data_scripts" / "prepare_data.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_prepare_data_circo_installs_and_reports_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CIRLIB_DATA_DIR", str(tmp_path / "data"))
+    prepare = _prepare()
+    src = _write(tmp_path / "download" / "CIRCO")
+    (src / "COCO2017_unlabeled" / "unlabeled2017" / f"{IDS[7]:012d}.jpg").unlink()
+    assert prepare.main(["circo", str(tmp_path / "download")]) == 1
+    out = capsys.readouterr().out
+    assert "MISSING CIRCO images (1 of 66)" in out and "cocodataset.org" in out
+    assert not (tmp_path / "data" / "circo").exists()
+    Image.new("RGB", (3, 2)).save(
+        src / "COCO2017_unlabeled" / "unlabeled2017" / f"{IDS[7]:012d}.jpg"
+    )
+    assert prepare.main(["circo", str(tmp_path / "download")]) == 0
+    out = capsys.readouterr().out
+    assert "val: 2 queries, gallery 66 images" in out and "test: 2 queries" in out
+    installed = load_circo(tmp_path / "data" / "circo", "val", check_images=True)
+    assert len(installed) == 2 and (tmp_path / "data" / "circo" / "manifest.json").is_file()
