@@ -687,6 +687,9 @@ def _seed_list(seeds: Sequence[int]) -> str:
     return f"{len(seeds)} {word} ({', '.join(str(s) for s in seeds)})"
 
 
+_LEAD = "A lead, not a finding (fewer seeds or a shorter budget than the main table): "
+
+
 def describe_comparison(a: str, b: str, verdict: Verdict, *, lead: bool = False) -> str:
     """The one sentence that ranks ``a`` against ``b`` (display names) for ``verdict``.
 
@@ -752,15 +755,23 @@ def _evidence_of(v: Verdict, first: str, second: str, titles: Mapping[str, str])
     )
 
 
-def describe_best(verdicts: Sequence[Verdict], titles: Mapping[str, str] | None = None) -> str:
+def describe_best(
+    verdicts: Sequence[Verdict], titles: Mapping[str, str] | None = None, *, lead: bool = False
+) -> str:
     """The one sentence that says which of several methods or variants is best on a metric,
     from their pairwise verdicts (:func:`judge_pairs`, one per pair, either orientation).
 
     A name is "above every other" only when each of its pairs is decided in its favour
     ("supported" as ``a``, "contradicted" as ``b``); otherwise the sentence says that none is
     ahead of all the others beyond noise and lists the pairs that are decided, if any. It names
-    the metric, every pair's difference and interval, the level, seeds and queries.
+    the metric, every pair's difference and interval, the level, seeds and queries. ``lead`` as
+    in :func:`describe_comparison`.
     """
+    text = _describe_best(verdicts, titles)
+    return _LEAD + text if lead else text
+
+
+def _describe_best(verdicts: Sequence[Verdict], titles: Mapping[str, str] | None) -> str:
     verdicts = list(verdicts)
     if not verdicts:
         raise ValueError("no verdicts to describe")

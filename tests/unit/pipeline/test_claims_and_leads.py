@@ -7,7 +7,13 @@ import pytest
 
 from cirlib.config import resolve
 from cirlib.leads import ablation_frame, is_lead, load_ablations, record_ablation
-from cirlib.verdict import NOT_ISOLATED, Verdict, claim_verdict, describe_comparison
+from cirlib.verdict import (
+    NOT_ISOLATED,
+    Verdict,
+    claim_verdict,
+    describe_best,
+    describe_comparison,
+)
 
 
 def _v(a, b, verdict, estimate, seeds=(0, 1, 2, 3, 4), metric="R@1"):
@@ -47,6 +53,11 @@ def test_a_lead_is_said_to_be_one_whatever_its_verdict():
     lead = describe_comparison("A", "B", up, lead=True)
     assert plain.startswith("A is above B") and "lead" not in plain
     assert lead.startswith("A lead, not a finding") and lead.endswith(plain)
+    pair = [up]
+    assert describe_best(pair, lead=True) == (
+        "A lead, not a finding (fewer seeds or a shorter budget than the main table): "
+        + describe_best(pair)
+    )
 
 
 def test_standing_depends_on_seeds_and_epochs():
