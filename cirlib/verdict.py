@@ -804,6 +804,12 @@ def _describe_best(verdicts: Sequence[Verdict], titles: Mapping[str, str] | None
         f"{100 * first.level:g}% intervals over {_seed_list(first.seeds)} and "
         f"{first.n_queries:,} test queries"
     )
+    if len(first.seeds) < first.min_seeds:
+        return (
+            f"On {on}, none of {', '.join(titles[n] for n in names)} can be ranked: they were "
+            f"measured on fewer seeds than the {first.min_seeds} the rule needs to tell a "
+            f"difference from training noise ({tail})."
+        )
     best = [x for x in names if all(wins(x, y) for y in names if y != x)]
     if best:
         x = best[0]

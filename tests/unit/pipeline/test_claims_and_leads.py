@@ -95,3 +95,13 @@ def test_record_refuses_nothing_and_a_zero_budget():
         record_ablation("04_mgur", [], cfg, 1)
     with pytest.raises(ValueError, match="positive number"):
         record_ablation("04_mgur", [("a", "b", _v("a", "b", "supported", 2.0))], cfg, 0)
+
+
+def test_best_of_one_seed_says_why_nothing_is_ranked():
+    pairs = [
+        Verdict(a, b, "R@1", 0.0, -1.0, 1.0, "no difference", (0,), 100)
+        for a, b in (("x", "y"), ("x", "z"), ("y", "z"))
+    ]
+    text = describe_best(pairs)
+    assert "can be ranked: they were measured on fewer seeds than the 2 the rule needs" in text
+    assert "within" not in text
