@@ -23,7 +23,7 @@ import pandas as pd
 
 import cirlib
 from cirlib.eval.evaluate import evaluate
-from cirlib.eval.query_ranks import RANK_FORMAT, encode_groups, encode_ranks
+from cirlib.eval.query_ranks import RANK_FORMAT, RANK_KINDS, encode_groups, encode_ranks
 from cirlib.io import atomic_write_json
 from cirlib.registry import MethodSpec, checkpoint_path, get_method
 from cirlib.report import format_mean_std, mean_std
@@ -360,7 +360,12 @@ def per_query_record(results: Results) -> dict | None:
         "n_queries": n,
         "groups": encode_groups(first.groups),
         "ranks": {
-            name: {str(s): encode_ranks(r.ranks) for s, r in runs.items()}
+            # only ranks: evaluate also keeps per-query average precision ("AP") when the split
+            # lists valid targets, which no verdict reads
+            name: {
+                str(s): encode_ranks({k: v for k, v in r.ranks.items() if k in RANK_KINDS})
+                for s, r in runs.items()
+            }
             for name, runs in ranked.items()
         },
     }

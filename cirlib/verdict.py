@@ -68,6 +68,9 @@ import pandas as pd
 from cirlib.eval.query_ranks import decode_groups, decode_ranks
 
 VERDICTS = ("supported", "contradicted", "no difference")
+# A claim "method > baseline" whose ordering holds while the method does not also beat its
+# control (the baseline given the method's inputs, trained without the method's objective).
+NOT_ISOLATED = "ordering reproduced, mechanism not isolated"
 DEFAULT_LEVEL = 0.95
 DEFAULT_MIN_EFFECT = 1.0
 DEFAULT_N_BOOT = 2000
@@ -77,12 +80,14 @@ DEFAULT_MIN_SEEDS = 2
 _CHUNK = 256
 
 __all__ = [
+    "NOT_ISOLATED",
     "Agreement",
     "FalsePositiveRate",
     "Verdict",
     "bootstrap_differences",
     "bootstrap_indices",
     "bootstrap_verdict",
+    "claim_verdict",
     "describe_best",
     "describe_comparison",
     "false_positive_rate",
@@ -427,6 +432,28 @@ def judge(
     )
 
 
+def claim_verdict(ordering: Verdict, mechanism: Verdict | None = None) -> str:
+    """The verdict of a published claim "``a`` > ``b``" given its control.
+
+    ``ordering`` judges ``a`` against ``b``; ``mechanism`` judges ``a`` against its control (the
+    same inputs as ``a`` without ``a``'s objective), or is None when ``a`` has none. The claim is
+    "supported" only when both are supported; an ordering that holds while ``a`` is not above
+    its control is :data:`NOT_ISOLATED` ("ordering reproduced, mechanism not isolated"): the
+    gain could come from the extra inputs. "contradicted" and "no difference" are the
+    ordering's own verdicts.
+    """
+    if mechanism is not None and (mechanism.a, mechanism.metric, mechanism.group) != (
+        ordering.a, ordering.metric, ordering.group
+    ):  # fmt: skip
+        raise ValueError(
+            f"the control verdict {mechanism.a} > {mechanism.b} on {mechanism.metric} is not "
+            f"about {ordering.a} on {ordering.metric} (same method, metric and queries needed)"
+        )
+    if ordering.verdict == "supported" and mechanism is not None:
+        return "supported" if mechanism.verdict == "supported" else NOT_ISOLATED
+    return ordering.verdict
+
+
 def judge_pairs(source, names: Sequence[str], metric: str, **kw) -> list[Verdict]:
     """:func:`judge` "``names[i]`` > ``names[j]``" for every pair ``i < j`` (the input of
     :func:`describe_best`); ``kw`` as in :func:`judge`."""
@@ -660,14 +687,28 @@ def _seed_list(seeds: Sequence[int]) -> str:
     return f"{len(seeds)} {word} ({', '.join(str(s) for s in seeds)})"
 
 
-def describe_comparison(a: str, b: str, verdict: Verdict) -> str:
+_LEAD = "A lead, not a finding (fewer seeds or a shorter budget than the main table): "
+
+
+def describe_comparison(a: str, b: str, verdict: Verdict, *, lead: bool = False) -> str:
     """The one sentence that ranks ``a`` against ``b`` (display names) for ``verdict``.
 
     It names the metric (and the group of queries), the difference, the interval with its
     level and the seeds and queries behind it. It says "above"/"below" (for a contrast between
     two groups of queries: "larger"/"smaller" gain) only for "supported" or "contradicted";
     within noise it says the two are level (the gain the same), never which number is larger.
+    With ``lead`` (runs on fewer seeds or a shorter budget than the main table, e.g. an
+    ablation) a first sentence says that it is a lead, not a finding, whatever the verdict.
     """
+    text = _describe_comparison(a, b, verdict)
+    if lead:
+        text = (
+            f"A lead, not a finding (fewer seeds or a shorter budget than the main table): {text}"
+        )
+    return text
+
+
+def _describe_comparison(a: str, b: str, verdict: Verdict) -> str:
     if verdict.verdict not in VERDICTS:
         raise ValueError(f"unknown verdict {verdict.verdict!r}; expected one of {VERDICTS}")
     on = verdict.metric if verdict.group is None else f"{verdict.metric} ({verdict.group})"
@@ -714,15 +755,23 @@ def _evidence_of(v: Verdict, first: str, second: str, titles: Mapping[str, str])
     )
 
 
-def describe_best(verdicts: Sequence[Verdict], titles: Mapping[str, str] | None = None) -> str:
+def describe_best(
+    verdicts: Sequence[Verdict], titles: Mapping[str, str] | None = None, *, lead: bool = False
+) -> str:
     """The one sentence that says which of several methods or variants is best on a metric,
     from their pairwise verdicts (:func:`judge_pairs`, one per pair, either orientation).
 
     A name is "above every other" only when each of its pairs is decided in its favour
     ("supported" as ``a``, "contradicted" as ``b``); otherwise the sentence says that none is
     ahead of all the others beyond noise and lists the pairs that are decided, if any. It names
-    the metric, every pair's difference and interval, the level, seeds and queries.
+    the metric, every pair's difference and interval, the level, seeds and queries. ``lead`` as
+    in :func:`describe_comparison`.
     """
+    text = _describe_best(verdicts, titles)
+    return _LEAD + text if lead else text
+
+
+def _describe_best(verdicts: Sequence[Verdict], titles: Mapping[str, str] | None) -> str:
     verdicts = list(verdicts)
     if not verdicts:
         raise ValueError("no verdicts to describe")
@@ -755,6 +804,12 @@ def describe_best(verdicts: Sequence[Verdict], titles: Mapping[str, str] | None 
         f"{100 * first.level:g}% intervals over {_seed_list(first.seeds)} and "
         f"{first.n_queries:,} test queries"
     )
+    if len(first.seeds) < first.min_seeds:
+        return (
+            f"On {on}, none of {', '.join(titles[n] for n in names)} can be ranked: they were "
+            f"measured on fewer seeds than the {first.min_seeds} the rule needs to tell a "
+            f"difference from training noise ({tail})."
+        )
     best = [x for x in names if all(wins(x, y) for y in names if y != x)]
     if best:
         x = best[0]

@@ -461,3 +461,23 @@ def test_judge_pairs_covers_every_pair_once():
     verdicts = judge_pairs(results, ["a", "b", "c"], "R@1", n_boot=200)
     assert [(v.a, v.b) for v in verdicts] == [("a", "b"), ("a", "c"), ("b", "c")]
     assert describe_best(verdicts).startswith("On R@1, a is above each of b, c, beyond noise")
+
+
+def test_the_results_file_stores_ranks_but_not_average_precision():
+    # evaluate keeps per-query AP [n, K] next to the ranks when the split lists valid targets;
+    # the record must store the ranks and leave AP out (it refused the whole run before)
+    labels = ["colour", "shape"] * 3
+    runs = {
+        s: RankedEvaluation(
+            {"all": {}},
+            {"R": np.arange(6), "mR": np.zeros(6, dtype=int), "AP": np.full((6, 2), 0.5)},
+            {"edit_type": labels},
+        )
+        for s in (0, 1)
+    }
+    record = _record({"a": runs})
+    assert set(record["per_query"]["ranks"]["a"]["0"]) == {"R", "mR"}
+    from cirlib.verdict import per_query_hits
+
+    seeds, hits = per_query_hits(record, "a", "R@3")
+    assert seeds == (0, 1) and hits.tolist() == [[1, 1, 1, 0, 0, 0]] * 2

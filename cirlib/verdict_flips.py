@@ -1,0 +1,95 @@
+r"""How often the verdict rule would give another verdict in a second build: a simulation.
+
+Two builds of the book train every method again with the same seeds; on another machine the
+runs round differently and end elsewhere, as if they were new training runs. So a verdict can
+flip between builds. This module estimates how often, on simulated per-query hits whose noise
+matches a toy table (no training needed).
+
+Model (as ``data_scripts/simulate_verdict_rule.py``): ``n`` test queries with an ease
+:math:`z_q \sim N(0, 1.5^2)` shared by every run; run :math:`s` of a method finds query
+:math:`q` with probability :math:`\sigma(z_q - 1.2 + \text{shift} + u_s + e_{sq})`, with a
+run offset :math:`u_s \sim N(0, \text{seed\_sd}^2)` (a lucky training run) and a per-query
+jitter :math:`e_{sq} \sim N(0, \text{query\_sd}^2)`. One *build* draws fresh runs of both
+methods (``shift`` for :math:`a`, 0 for :math:`b`) and judges :math:`a > b` on R@1 with
+:func:`cirlib.verdict.bootstrap_verdict`; a trial draws two builds and counts a flip when
+their verdicts differ. For identical methods (shift 0) the flip rate is about
+:math:`2p(1-p)` for a false-positive rate :math:`p`; it is largest for a gap near the rule's
+threshold, where either verdict is likely.
+
+Introduced in chapter "Comparing the methods".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from cirlib.verdict import bootstrap_verdict
+
+__all__ = ["simulated_hits", "build_flip_rate"]
+
+
+def simulated_hits(
+    rng: np.random.Generator,
+    ease: np.ndarray,
+    n_seeds: int,
+    shift: float = 0.0,
+    seed_sd: float = 0.12,
+    query_sd: float = 0.8,
+) -> np.ndarray:
+    """0/1 hits ``[n_seeds, n]`` of one method's runs on queries of ease ``ease`` ``[n]``."""
+    offset = rng.normal(0.0, seed_sd, (n_seeds, 1))
+    jitter = rng.normal(0.0, query_sd, (n_seeds, len(ease)))
+    p = 1.0 / (1.0 + np.exp(-(ease - 1.2 + shift + offset + jitter)))
+    return (rng.random((n_seeds, len(ease))) < p).astype(np.int64)
+
+
+def build_flip_rate(
+    n_seeds: int,
+    shifts: Sequence[float] = (0.0,),
+    *,
+    trials: int = 100,
+    queries: int = 2400,
+    seed_sd: float = 0.12,
+    query_sd: float = 0.8,
+    rng_seed: int = 0,
+    **rule,
+) -> pd.DataFrame:
+    """For each ``shift`` (logit), ``trials`` pairs of builds of two methods on ``n_seeds``
+    seeds: one row with the mean simulated gap (points), how often the first build's verdict
+    is not "no difference" (``flagged``) and how often the two builds' verdicts differ
+    (``flips``, a fraction). ``rule`` goes to :func:`~cirlib.verdict.bootstrap_verdict`
+    (``level``, ``min_effect``, ``n_boot``, ...); bootstrap seeds differ per build."""
+    if n_seeds < 1 or trials < 1 or queries < 1:
+        raise ValueError(
+            f"need at least one seed, trial and query; got {n_seeds}, {trials}, {queries}"
+        )
+    rng = np.random.default_rng(rng_seed)
+    ease = rng.normal(0.0, 1.5, queries)
+    rows = []
+    for shift in shifts:
+        flips = flagged = 0
+        gaps = []
+        for trial in range(trials):
+            verdicts = []
+            for build in range(2):
+                a = simulated_hits(rng, ease, n_seeds, shift, seed_sd, query_sd)
+                b = simulated_hits(rng, ease, n_seeds, 0.0, seed_sd, query_sd)
+                v = bootstrap_verdict(a, b, "R@1", seed=2 * trial + build, **rule)
+                verdicts.append(v.verdict)
+                gaps.append(v.estimate)
+            flagged += verdicts[0] != "no difference"
+            flips += verdicts[0] != verdicts[1]
+        rows.append(
+            {
+                "shift": float(shift),
+                "mean gap": float(np.mean(gaps)),
+                "flagged": flagged / trials,
+                "flips": flips / trials,
+                "trials": trials,
+                "seeds": n_seeds,
+            }
+        )
+    return pd.DataFrame(rows)
