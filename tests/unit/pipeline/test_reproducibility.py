@@ -200,3 +200,38 @@ def test_two_runs_from_scratch_agree_to_the_bit(tmp_path, monkeypatch):
     assert any(k.startswith("train/mapnet/") for k in records[0])
     assert first_difference(records[0], records[1]) is None
     assert glued[0] == glued[1]
+
+
+_WORLD_DIGEST = """
+import hashlib, json
+from cirlib.data.toyworld.hard_gallery import hard_distractors
+from cirlib.data.toyworld.world import generate_world
+world = generate_world({"train": 6, "val": 3, "test": 6}, seed=2)
+h = hashlib.sha256()
+for name, split in world.items():
+    h.update(json.dumps([[n, [vars(o) for o in s]] for n, s in split.scenes.items()]).encode())
+    h.update(json.dumps([[q.pair_id, q.reference, q.target, q.texts, q.members, q.valid_targets]
+                         for q in split.queries]).encode())
+h.update(repr(hard_distractors(world["test"], per_query=4, world_seed=2)).encode())
+print(h.hexdigest())
+"""
+
+
+def test_world_and_hard_gallery_do_not_depend_on_the_hash_seed():
+    """Scenes are tuples of dataclasses holding strings, so sets of scenes iterate in an order
+    that changes with PYTHONHASHSEED from one process to the next: the world and the hard
+    gallery must sort wherever they draw from a set. Two processes with different hash seeds
+    give the same world (the in-process test above shares one seed)."""
+    import os
+    import subprocess
+    import sys
+
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        out = subprocess.run(
+            [sys.executable, "-c", _WORLD_DIGEST], env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
