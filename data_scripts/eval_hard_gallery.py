@@ -1,7 +1,7 @@
 """Recall on the toy test split and on its hard gallery (one-attribute near misses per query),
 for chapter 3's Combiner runs and the zero-shot floors.
 
-    python data_scripts/eval_hard_gallery.py --profile smoke [--per-query 8] [--seeds 0,1]
+    python data_scripts/eval_hard_gallery.py --profile smoke [--per-query 8|all] [--seeds 0,1]
 
 Uses (or trains, when missing) the Combiner checkpoints chapter 3 names, on the shipped toy
 encoder's cached features, and prints one row per query set and gallery: R@1/10/50 and mR@50 on
@@ -37,7 +37,11 @@ COLUMNS = ["R@1", "R@10", "R@50", "mR@1", "mR@50"]
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="smoke", choices=["smoke", "toy"])
-    ap.add_argument("--per-query", type=int, default=DEFAULT_PER_QUERY)
+    ap.add_argument(
+        "--per-query",
+        default=str(DEFAULT_PER_QUERY),
+        help="near misses per query, or 'all' (every one-attribute neighbour allowed)",
+    )
     ap.add_argument("--seeds", help="Combiner seeds, comma-separated (default: the profile's)")
     args = ap.parse_args(argv)
     logging.getLogger().setLevel(logging.ERROR)
@@ -47,7 +51,8 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(cfg.seeds)
 
     splits = load_splits(cfg)
-    hard = hard_test_split(cfg, per_query=args.per_query, base=splits["test"])
+    per_query = None if args.per_query == "all" else int(args.per_query)
+    hard = hard_test_split(cfg, per_query=per_query, base=splits["test"])
     model, preprocess, tokenizer = load_backbone(cfg.encoder, cfg.encoder_pretrained)
     enc = encoder_id(cfg.encoder, cfg.encoder_pretrained)
 

@@ -98,15 +98,16 @@ def _split_seed(world_seed: int, split: str) -> int:
 
 
 def hard_distractors(
-    toy: ToySplit, per_query: int = DEFAULT_PER_QUERY, world_seed: int = 0
+    toy: ToySplit, per_query: int | None = DEFAULT_PER_QUERY, world_seed: int = 0
 ) -> list[Distractor]:
     """``per_query`` near misses for each query of ``toy`` (fewer when its target has fewer
-    allowed neighbours), in query order; deterministic from ``world_seed`` and the split's name.
+    allowed neighbours; ``None``: every allowed neighbour), in query order; deterministic from
+    ``world_seed`` and the split's name.
 
     Names are ``"toy-<split>-hard-<pair_id>-<k>"``.
     """
-    if per_query < 0:
-        raise ValueError(f"per_query={per_query}: give 0 or more distractors per query")
+    if per_query is not None and per_query < 0:
+        raise ValueError(f"per_query={per_query}: give 0 or more distractors per query, or None")
     forbidden: set[Scene] = set(toy.scenes.values())
     for q in toy.queries:
         forbidden |= edit_results(toy.scenes[q.reference], q.edit)
@@ -116,7 +117,10 @@ def hard_distractors(
         allowed = [
             n for n in one_attribute_neighbours(toy.scenes[q.target]) if n[0] not in forbidden
         ]
-        picked = rng.sample(allowed, min(per_query, len(allowed)))
+        if per_query is None:
+            picked = allowed
+        else:
+            picked = rng.sample(allowed, min(per_query, len(allowed)))
         for k, (scene, cell, attribute) in enumerate(picked):
             forbidden.add(scene)
             name = f"toy-{toy.name}-hard-{q.pair_id}-{k}"
@@ -197,10 +201,13 @@ def render_distractors(
 
 
 def hard_test_split(
-    cfg, split: str = "test", per_query: int = DEFAULT_PER_QUERY, base: CIRSplit | None = None
+    cfg,
+    split: str = "test",
+    per_query: int | None = DEFAULT_PER_QUERY,
+    base: CIRSplit | None = None,
 ) -> CIRSplit:
     """The toy split ``split`` of profile ``cfg`` with ``per_query`` one-attribute near misses
-    per query added to its gallery, rendered under the data folder
+    per query (``None``: all of them) added to its gallery, rendered under the data folder
     (``toyworld/hard-<fingerprint>/``) and reused on later calls.
 
     ``base`` is the loaded split (``load_splits(cfg)[split]``; loaded here when omitted). The

@@ -85,6 +85,10 @@ def test_per_query_count_and_determinism(toy):
     assert ds == hard_distractors(toy, per_query=5, world_seed=5)
     assert ds != hard_distractors(toy, per_query=5, world_seed=6)
     assert hard_distractors(toy, per_query=0) == []
+    every = hard_distractors(toy, per_query=None, world_seed=5)
+    assert len(every) > len(ds) and {d.scene for d in ds} <= {d.scene for d in every}
+    most = hard_distractors(toy, per_query=10_000, world_seed=9)  # sampled, yet every one
+    assert sorted(d.scene for d in most) == sorted(d.scene for d in every)
     with pytest.raises(ValueError, match="per_query"):
         hard_distractors(toy, per_query=-1)
 
