@@ -1,7 +1,7 @@
 """Recall on the toy test split and on its hard gallery (one-attribute near misses per query),
 for chapter 3's Combiner runs and the zero-shot floors.
 
-    python data_scripts/eval_hard_gallery.py --profile smoke [--per-query 8|all] [--seeds 0,1]
+    python data_scripts/eval_hard_gallery.py --profile smoke [--per-query all|N] [--seeds 0,1]
 
 Uses (or trains, when missing) the Combiner checkpoints chapter 3 names, on the shipped toy
 encoder's cached features, and prints one row per query set and gallery: R@1/10/50 and mR@50 on
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="smoke", choices=["smoke", "toy"])
     ap.add_argument(
         "--per-query",
-        default=str(DEFAULT_PER_QUERY),
+        default="all" if DEFAULT_PER_QUERY is None else str(DEFAULT_PER_QUERY),
         help="near misses per query, or 'all' (every one-attribute neighbour allowed)",
     )
     ap.add_argument("--seeds", help="Combiner seeds, comma-separated (default: the profile's)")

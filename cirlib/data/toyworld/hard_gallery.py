@@ -49,7 +49,10 @@ from cirlib.data.toyworld.world import ToySplit
 from cirlib.io import atomic_write_json
 
 HARD_FORMAT_VERSION = 1
-DEFAULT_PER_QUERY = 8
+# Every allowed neighbour: on the toy test split (seed-0 Combiner of chapter 3, 60 groups) R@50
+# fell from 98.9 to 94.3 with 32 sampled near misses per query and to 88.5 with all of them
+# (about 49 per query), so only the whole neighbourhood leaves R@50 room to move.
+DEFAULT_PER_QUERY: int | None = None
 
 
 @dataclass(frozen=True)

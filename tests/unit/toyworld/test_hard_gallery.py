@@ -52,8 +52,9 @@ def test_neighbours_by_count_and_by_hand():
     assert scene not in {s for s, _, _ in nbrs}
 
 
-def test_each_distractor_is_one_attribute_from_its_target(toy):
-    ds = hard_distractors(toy, per_query=6, world_seed=5)
+@pytest.mark.parametrize("per_query", [6, None])
+def test_each_distractor_is_one_attribute_from_its_target(toy, per_query):
+    ds = hard_distractors(toy, per_query=per_query, world_seed=5)
     assert ds
     for d in ds:
         target = toy.scenes[d.source]
@@ -66,8 +67,9 @@ def test_each_distractor_is_one_attribute_from_its_target(toy):
         assert old.cell == d.cell
 
 
-def test_no_distractor_answers_any_query_or_repeats_an_image(toy):
-    ds = hard_distractors(toy, per_query=6, world_seed=5)
+@pytest.mark.parametrize("per_query", [6, None])
+def test_no_distractor_answers_any_query_or_repeats_an_image(toy, per_query):
+    ds = hard_distractors(toy, per_query=per_query, world_seed=5)
     scenes = [d.scene for d in ds]
     assert len(set(scenes)) == len(scenes)
     assert not set(scenes) & set(toy.scenes.values())
