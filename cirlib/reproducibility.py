@@ -15,7 +15,8 @@ The first training steps are recorded without touching the training loop:
 so each recipe trains through its own code and its own ``fit`` call, and the wrapper sees the
 batch indices ``fit`` draws and the parameters before each step.
 
-Introduced in chapter "Comparing the methods" (what a rebuild of the book reproduces).
+Used by ``data_scripts/checksums.py``; what it measured belongs in chapter "Comparing the
+methods" and ``book/setup.md`` (what a rebuild of the book reproduces).
 """
 
 from __future__ import annotations
