@@ -6,7 +6,7 @@ for chapter 3's Combiner runs and the zero-shot floors.
 Uses (or trains, when missing) the Combiner checkpoints chapter 3 names, on the shipped toy
 encoder's cached features, and prints one row per query set and gallery: R@1/10/50 and mR@50 on
 the normal test gallery and on the gallery with ``--per-query`` near misses per query
-(:mod:`cirlib.data.toyworld.hard_gallery`), mean ± std over seeds for the Combiner.
+(:mod:`cirlib.data.hard_gallery`), mean ± std over seeds for the Combiner.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 from cirlib.baselines import zero_shot_queries
 from cirlib.config import resolve
 from cirlib.data.features import cached_features, encoder_id
+from cirlib.data.hard_gallery import DEFAULT_PER_QUERY, hard_test_split
 from cirlib.data.registry import load_splits
-from cirlib.data.toyworld.hard_gallery import DEFAULT_PER_QUERY, hard_test_split
 from cirlib.eval.evaluate import evaluate
 from cirlib.methods.combiner import combiner_queries, train_combiner
 from cirlib.models.backbone import load_backbone

@@ -204,8 +204,8 @@ def test_two_runs_from_scratch_agree_to_the_bit(tmp_path, monkeypatch):
 
 _WORLD_DIGEST = """
 import hashlib, json
-from cirlib.data.toyworld.hard_gallery import hard_distractors
-from cirlib.data.toyworld.world import generate_world
+from cirlib.data.hard_gallery import hard_distractors
+from cirlib.toyworld.world import generate_world
 world = generate_world({"train": 6, "val": 3, "test": 6}, seed=2)
 h = hashlib.sha256()
 for name, split in world.items():

@@ -4,18 +4,18 @@ import numpy as np
 import pytest
 
 from cirlib.config import resolve
-from cirlib.data.records import CIRSplit, DatasetError, Triplet
-from cirlib.data.toyworld.edits import is_valid_target
-from cirlib.data.toyworld.hard_gallery import (
+from cirlib.data.hard_gallery import (
     attribute_changes,
     hard_distractors,
     hard_test_split,
     one_attribute_neighbours,
     with_distractors,
 )
-from cirlib.data.toyworld.render import render_array
-from cirlib.data.toyworld.scene import Obj, make_scene
-from cirlib.data.toyworld.world import generate_world
+from cirlib.data.records import CIRSplit, DatasetError, Triplet
+from cirlib.toyworld.edits import is_valid_target
+from cirlib.toyworld.render import render_array
+from cirlib.toyworld.scene import Obj, make_scene
+from cirlib.toyworld.world import generate_world
 
 GROUPS = {"train": 4, "val": 3, "test": 12}
 

@@ -23,7 +23,7 @@ itself: a model that reads the text's attribute roughly but not exactly ranks it
 target. The queries, their subsets and valid targets are unchanged; only the gallery grows.
 Distractors are drawn from the sorted neighbour list with a generator seeded from the world seed
 and the split name, so the gallery is the same on every machine. Distractor images are rendered
-by the toy world's own renderer (:func:`cirlib.data.toyworld.render.render_scene`).
+by the toy world's own renderer (:func:`cirlib.toyworld.render.render_scene`).
 
 The toy world follows the CSS dataset of Vo et al. (2019, TIRG); this near-miss gallery is the
 book's own addition, not part of CSS.
@@ -42,11 +42,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cirlib.data.records import CIRSplit, DatasetError
-from cirlib.data.toyworld.edits import edit_results
-from cirlib.data.toyworld.render import render_scene
-from cirlib.data.toyworld.scene import COLOURS, SHAPES, SIZES, Obj, Scene, empty_cells, make_scene
-from cirlib.data.toyworld.world import ToySplit
 from cirlib.io import atomic_write_json
+from cirlib.toyworld.edits import edit_results
+from cirlib.toyworld.render import render_scene
+from cirlib.toyworld.scene import COLOURS, SHAPES, SIZES, Obj, Scene, empty_cells, make_scene
+from cirlib.toyworld.world import ToySplit
 
 HARD_FORMAT_VERSION = 1
 # Every allowed neighbour: on the toy test split (seed-0 Combiner of chapter 3, 60 groups) R@50
@@ -221,8 +221,8 @@ def hard_test_split(
     Introduced in chapter "The task, the data and the metrics".
     """
     from cirlib.data.toy import load_toy, prepare_toyworld
-    from cirlib.data.toyworld.world import generate_world, world_fingerprint
     from cirlib.paths import subdir
+    from cirlib.toyworld.world import generate_world, world_fingerprint
 
     if cfg.dataset != "toy":
         raise ValueError(
