@@ -151,9 +151,11 @@ def recording_first_steps(steps: int) -> Iterator[list[dict]]:
          "states": [state_digest, ...],         # parameters before step 1, 2, ..., steps + 1
          "tensors": {"step<k>": {name: tensor}}}  # copies of those parameters
 
-    ``states[0]`` is the initialisation and ``states[k]`` the parameters after ``k`` steps. The
-    recipes call ``fit`` by the name they imported from :mod:`cirlib.train`, so the wrapper is
-    put in every loaded ``cirlib`` module that holds that name, and taken out on exit.
+    ``states[0]`` is the initialisation and ``states[k]`` the parameters after ``k`` steps. Every
+    method trains through :func:`cirlib.train.train_method`, which calls ``fit`` from
+    :mod:`cirlib.train`; a module that imported ``fit`` by name (e.g. CLIP fine-tuning) holds its
+    own reference, so the wrapper is put in every loaded ``cirlib`` module that holds that name,
+    and taken out on exit.
     """
     if steps < 1:
         raise ValueError(f"steps={steps}: record at least one training step")

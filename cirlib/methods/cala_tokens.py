@@ -62,7 +62,7 @@ def idle_branches(model: CaLa, settings: Settings) -> list:
 SPEC = MethodSpec(
     name="cala_tokens",
     title="CaLa's model, plain loss (control)",
-    chapter="notebooks/08_comparison",
+    chapter="notebooks/09_comparison",
     settings=Settings,
     build=build,
     loss=loss,

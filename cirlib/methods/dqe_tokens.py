@@ -76,7 +76,7 @@ def loss(features, settings: Settings, run: TrainingRun):
 SPEC = MethodSpec(
     name="dqe_tokens",
     title="DQE-CIR's attribute branch, plain loss (control)",
-    chapter="notebooks/08_comparison",
+    chapter="notebooks/09_comparison",
     settings=Settings,
     build=build,
     loss=loss,
