@@ -102,7 +102,7 @@ stage_rerun() {
     # executes the two chapters twice more from scratch (measured: 3 min on 2 shared cores under
     # load; 28 and 33 glued values, none differed), which the papermill stage does not need.
     python data_scripts/rerun_chapter.py --only 01_task_data_metrics,03_combiner --profile smoke \
-        --work _build/rerun
+        --work "$PWD/_build/rerun"
 }
 
 stage_book() {
