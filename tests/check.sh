@@ -99,7 +99,7 @@ stage_nbval() {
 stage_rerun() {
     # Chapters 1 and 3 executed twice in smoke, each from an empty data folder (its own, not
     # CIRLIB_DATA_DIR), every glued value compared exactly (run times apart). Optional: it
-    # executes the two chapters twice more from scratch (measured: 3 min on 2 shared cores under
+    # executes the two chapters twice more from scratch (measured: 3-4 min on 2 shared cores under
     # load; 28 and 33 glued values, none differed), which the papermill stage does not need.
     python data_scripts/rerun_chapter.py --only 01_task_data_metrics,03_combiner --profile smoke \
         --work "$PWD/_build/rerun"
