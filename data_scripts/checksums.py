@@ -24,6 +24,7 @@ import json
 import logging
 import sys
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -89,10 +90,27 @@ def compare(args) -> int:
             f"torch {rec['torch']}, {len(rec['stages'])} entries ({rec['data_dir']})"
         )
     first = first_difference(sa, sb)
+    summary = {
+        "runs": [
+            {k: rec[k] for k in ("profile", "threads", "cpu_capability", "torch", "code_version")}
+            for rec in (a, b)
+        ],
+        "compared_on": datetime.now(timezone.utc).date().isoformat(),
+        "entries": len(sa),
+        "first_difference": first,
+        "differing_entries": 0,
+        "differing_by_stage": {},
+        "metrics": {},  # the compared numbers (test metrics, losses) that differ: [A, B]
+        "sizes": {},  # per stage, its first differing float tensor's difference_sizes
+    }
     if first is None:
         print("identical: every entry has the same digest")
+        if args.json:
+            atomic_write_json(args.json, summary, indent=1)
         return 0
     diff = differing_keys(sa, sb)
+    summary["differing_entries"] = len(diff)
+    summary["differing_by_stage"] = dict(Counter(map(_group, diff)))
     print(f"first difference: {first}")
     print(f"{len(diff)} of {len(sa)} entries differ; by stage:")
     for group, n in Counter(map(_group, diff)).items():
@@ -100,6 +118,7 @@ def compare(args) -> int:
     for key in diff:
         if "value" in sa.get(key, {}) and "value" in sb.get(key, {}):
             print(f"  {key}: {sa[key].get('note')} vs {sb[key].get('note')}")
+            summary["metrics"][key] = [sa[key].get("note"), sb[key].get("note")]
     if args.tensors:
         ta, tb = (torch.load(p, weights_only=True) for p in args.tensors)
         shown = set()
@@ -112,10 +131,13 @@ def compare(args) -> int:
                 continue
             shown.add(group)
             s = difference_sizes(ta[key], tb[key])
+            summary["sizes"][group] = {"tensor": key, **{k: float(v) for k, v in s.items()}}
             print(
                 f"  {key}: max_abs {s['max_abs']:.3g}, max_rel {s['max_rel']:.3g}, "
                 f"{100 * s['changed']:.1f}% of entries changed"
             )
+    if args.json:
+        atomic_write_json(args.json, summary, indent=1)
     return 1
 
 
@@ -135,6 +157,9 @@ def main(argv=None) -> int:
     cmp_ = sub.add_parser("compare", help="where two records diverge")
     cmp_.add_argument("records", nargs=2, metavar="RECORD")
     cmp_.add_argument("--tensors", nargs=2, metavar="PT", help="the two runs' --tensors files")
+    cmp_.add_argument(
+        "--json", help="also write the comparison here (runs, first difference, sizes, metrics)"
+    )
     args = ap.parse_args(argv)
     return record(args) if args.command == "record" else compare(args)
 

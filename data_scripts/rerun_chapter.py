@@ -42,6 +42,8 @@ def glued_values(notebook: Path) -> dict[str, str]:
 
 
 def run_once(chapters: list[str], profile: str, work: Path, label: str) -> dict[str, dict]:
+    # absolute: the chapters run from their own folder, and cirlib refuses a relative data folder
+    work = Path(work).resolve()
     data, stage = work / f"data-{label}", work / f"stage-{label}"
     for path in (data, stage):
         shutil.rmtree(path, ignore_errors=True)

@@ -235,3 +235,57 @@ def test_world_and_hard_gallery_do_not_depend_on_the_hash_seed():
         assert out.returncode == 0, out.stderr
         digests.add(out.stdout.strip())
     assert len(digests) == 1
+
+
+def _checksums_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "data_scripts" / "checksums.py"
+    spec = importlib.util.spec_from_file_location("checksums_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_writes_the_first_difference_sizes_and_metrics_as_json(tmp_path):
+    import json
+
+    script = _checksums_script()
+    run = {"profile": "smoke", "torch": "x", "code_version": "c", "data_dir": "/d"}
+    w = torch.tensor([1.0, -4.0, 2.0, 0.5])
+    w_b = torch.tensor([1.0, -4.0, 2.5, 0.5])
+    a = {
+        "world/s/scenes": {"sha256": "1"},
+        "features/global/test/images": tensor_digest(w),
+        "run/combiner/s0/test/R@1": {"value": (20.0).hex(), "note": 20.0},
+    }
+    b = dict(a, **{"features/global/test/images": tensor_digest(w_b)})
+    b["run/combiner/s0/test/R@1"] = {"value": (21.0).hex(), "note": 21.0}
+    for name, rec, threads in (("a", a, 1), ("b", b, 2)):
+        info = dict(run, threads=threads, cpu_capability="AVX2", stages=rec)
+        (tmp_path / f"{name}.json").write_text(json.dumps(info))
+    torch.save({"features/global/test/images": w}, tmp_path / "a.pt")
+    torch.save({"features/global/test/images": w_b}, tmp_path / "b.pt")
+    records = [str(tmp_path / "a.json"), str(tmp_path / "b.json")]
+    tensors = [str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]
+    out = tmp_path / "cmp.json"
+
+    assert script.main(["compare", *records, "--tensors", *tensors, "--json", str(out)]) == 1
+    got = json.loads(out.read_text())
+    assert [r["threads"] for r in got["runs"]] == [1, 2]
+    assert got["entries"] == 3
+    assert got["first_difference"] == "features/global/test/images"
+    assert got["differing_entries"] == 2
+    assert got["differing_by_stage"] == {"features/global/test": 1, "run/combiner/s0": 1}
+    assert got["metrics"] == {"run/combiner/s0/test/R@1": [20.0, 21.0]}
+    sizes = got["sizes"]["features/global/test"]
+    assert sizes["tensor"] == "features/global/test/images"
+    assert sizes["max_abs"] == pytest.approx(0.5)
+    assert sizes["max_rel"] == pytest.approx(0.5 / 4.0)  # relative to max |A| = 4
+    assert sizes["changed"] == pytest.approx(0.25)
+
+    same = tmp_path / "same.json"
+    assert script.main(["compare", records[0], records[0], "--json", str(same)]) == 0
+    got = json.loads(same.read_text())
+    assert got["first_difference"] is None and got["differing_entries"] == 0
