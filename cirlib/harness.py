@@ -25,6 +25,7 @@ import cirlib
 from cirlib.eval.evaluate import evaluate
 from cirlib.io import atomic_write_json
 from cirlib.registry import MethodSpec, checkpoint_path, get_method
+from cirlib.rehearsal import run_provenance
 from cirlib.report import format_mean_std, mean_std
 from cirlib.train import trained_with
 
@@ -328,8 +329,9 @@ def results_record(
     extra: Mapping | None = None,
 ) -> dict:
     """The JSON-ready record :func:`write_results` stores: profile, seeds, UTC date, code
-    version, and per method its title, per-seed ``evaluate()`` dicts and the mean/std of the
-    overall metrics.
+    version, whether the run was a rehearsal, the open_clip architecture and the installed
+    dataset's manifest (:func:`cirlib.rehearsal.run_provenance`), and per method its title,
+    per-seed ``evaluate()`` dicts and the mean/std of the overall metrics.
 
     Introduced in chapter "Comparing the methods".
     """
@@ -355,6 +357,8 @@ def results_record(
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "methods": methods,
+        # rehearsal flag, open_clip architecture, installed dataset's manifest
+        **run_provenance(cfg),
         **dict(extra or {}),
     }
 

@@ -35,9 +35,10 @@ import open_clip
 import torch
 
 from cirlib.io import atomic_torch_save
+from cirlib.rehearsal import REHEARSAL_ENCODER
 
 REHEARSAL_CONFIG_DIR = Path(__file__).parent / "rehearsal_configs"
-REHEARSAL_ENCODER = "RN50x4-rehearsal"
+__all__ = ["REHEARSAL_CONFIG_DIR", "REHEARSAL_ENCODER", "write_rehearsal_weights"]
 
 
 def register_rehearsal_configs() -> None:
