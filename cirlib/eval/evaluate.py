@@ -21,6 +21,7 @@ from cirlib.eval.index import (
     make_index,
     ranks_from_topk,
 )
+from cirlib.eval.per_gallery import evaluate_per_gallery
 from cirlib.eval.ranking import evaluation_ranks, subset_ranks
 from cirlib.eval.recall import recall_at_k
 
@@ -59,6 +60,9 @@ def evaluate(
 
     Returns ``{"all": {...}, "<meta key>": {value: {...}}}`` with percentages; keys ``R@K``,
     ``Rs@K`` (if subsets), ``mR@K`` (if valid targets), ``Avg`` = (R@5 + Rs@1)/2, and ``n``.
+    A split with separate galleries (FashionIQ's categories, ``split.galleries``) is evaluated
+    by :func:`cirlib.eval.per_gallery.evaluate_per_gallery`: R@K per gallery under
+    ``"gallery"``, their means under ``"all"``, and the ``"protocol"`` in words.
     """
     gallery = F.normalize((features.images if gallery is None else gallery).float(), dim=-1)
     q = queries.float()
@@ -68,6 +72,9 @@ def evaluate(
             f"split {split.name!r} has queries without a target (a test split); evaluate on a "
             "split with targets, or write a CIRR submission file instead"
         )
+    if split.galleries is not None:
+        # FashionIQ: each query ranked within its category's gallery, means over categories
+        return evaluate_per_gallery(q, gallery, ref, tgt, split, ks)
     trip = split.triplets
     subsets = valid = excluded = None
     if all(t.subset for t in trip):
