@@ -83,3 +83,40 @@ def upload_note(paths: tuple[Path, Path] | None, rehearsal: bool = False) -> str
         f"Upload both at {SERVER} (an account is needed); the server returns R@1/5/10/50, "
         "Rs@1/2/3 and Avg for the test split."
     )
+
+
+def method_submissions(methods, cfg, features, splits, model, preprocess, tokenizer, encoder):
+    """:func:`cirr_test1_submission` for each method's first-seed run (the checkpoint its
+    chapter trained, loaded through :func:`cirlib.harness.run_checkpoint`; trained when
+    missing). ``{method name: (recall file, subset file)}``; empty when the dataset is not CIRR.
+    Chapter 8 calls it with every method of the comparison."""
+    from cirlib.harness import _spec, run_checkpoint
+
+    if cfg.dataset != "cirr":
+        return {}
+    seed = cfg.seeds[0]
+    out = {}
+    for method in methods:
+        spec = _spec(method)
+        head = spec.train(
+            features["train"],
+            cfg,
+            seed=seed,
+            split=splits["train"],
+            checkpoint=run_checkpoint(spec, cfg, seed),
+        )
+        out[spec.name] = cirr_test1_submission(
+            cfg,
+            spec.name,
+            lambda f, head=head, spec=spec: spec.queries(head, f),
+            model,
+            preprocess,
+            tokenizer,
+            encoder,
+            make_gallery=(lambda f, head=head, spec=spec: spec.gallery(head, f))
+            if spec.gallery is not None
+            else None,
+            tokens=spec.needs_tokens,
+            seed=seed,
+        )
+    return out

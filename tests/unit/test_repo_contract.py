@@ -140,7 +140,8 @@ def test_runner_budgets_default_and_override():
     assert runner.budget_seconds(budgets, "02_x", "smoke") == 120
     assert runner.budget_seconds(budgets, "01_y", "paper") is None
     shipped = json.loads((REPO / "tests" / "notebooks" / "budgets.json").read_text())
-    assert shipped["default"] == {"smoke": 120, "toy": 1800}
+    # the paper profile has no budget (a GPU elsewhere); its CPU rehearsal has one
+    assert shipped["default"] == {"smoke": 120, "toy": 1800, "rehearsal": 240}
 
 
 def test_runner_reads_nested_toc_entries():
