@@ -103,7 +103,8 @@ def profile_options(name: str, cfg) -> dict:
     if name == "cala" and cfg.name == "paper":
         for key in CALA_TOY_BRANCHES:
             options.pop(key)
-    if name == "mapnet" and cfg.dataset != "toy":
+    if name == "mapnet" and cfg.dataset != "toy" and not getattr(cfg, "rehearsal", False):
+        # (a CPU rehearsal of the paper profile keeps the toy sizes, as chapter 6 does)
         options.update({k: mapnet.PAPER_SETTINGS[k] for k in mapnet.MODEL_OPTIONS})
     return options
 
@@ -141,12 +142,15 @@ def _train_cala(train_features, cfg, *, seed, split=None, checkpoint=None, **opt
 def training_profile(name: str, cfg):
     """The profile ``name`` trains with under ``cfg``: ``cfg`` itself, except for MAPNet off the
     toy world, whose chapter takes the learning rate, batch size and epochs from MAPNet's README
-    (:data:`cirlib.methods.mapnet.PAPER_SETTINGS`).
+    (:data:`cirlib.methods.mapnet.PAPER_SETTINGS`); a rehearsal (:mod:`cirlib.rehearsal`) takes
+    only the learning rate, since batch and epochs are sizes.
 
     Introduced in chapter "Comparing the methods".
     """
     get_method(name)
     if name == "mapnet" and cfg.dataset != "toy":
+        if getattr(cfg, "rehearsal", False):  # a CPU rehearsal keeps its own batch and epochs
+            return dataclasses.replace(cfg, lr=mapnet.PAPER_SETTINGS["lr"][cfg.dataset])
         return dataclasses.replace(
             cfg,
             lr=mapnet.PAPER_SETTINGS["lr"][cfg.dataset],
