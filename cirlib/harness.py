@@ -322,6 +322,18 @@ def code_version() -> dict:
     }
 
 
+def encoder_label(cfg) -> str:
+    """``"<encoder>:<weights>"`` for tables and results files; a local weights file is named by
+    its file name (not its path, which says where a machine keeps it, not what it is).
+
+    Introduced in chapter "Comparing the methods".
+    """
+    weights = cfg.encoder_pretrained
+    if weights and weights != "shipped" and Path(weights).is_file():
+        weights = Path(weights).name
+    return f"{cfg.encoder}:{weights}"
+
+
 def results_record(
     results: Results,
     cfg,
@@ -351,7 +363,7 @@ def results_record(
     return {
         "profile": cfg.name,
         "dataset": cfg.dataset,
-        "encoder": f"{cfg.encoder}:{cfg.encoder_pretrained}",
+        "encoder": encoder_label(cfg),
         "budget": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr},
         "seeds": seeds,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

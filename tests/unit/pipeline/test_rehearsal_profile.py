@@ -76,3 +76,14 @@ def test_provenance_names_architecture_and_manifest(monkeypatch, tmp_path):
     assert prov["dataset_manifest"] == {"dataset": "cirr", "sources": {}}
     toy = run_provenance(resolve("smoke"))
     assert toy["encoder_architecture"] is None and toy["dataset_manifest"] is None
+
+
+def test_encoder_label_names_a_weights_file_without_its_path(monkeypatch, tmp_path):
+    from cirlib.harness import encoder_label
+
+    monkeypatch.setenv("CIRLIB_DATA_DIR", str(tmp_path))
+    cfg = resolve("paper", device="cpu", rehearsal=True)
+    assert encoder_label(resolve("paper", device="cpu")) == "RN50x4:openai"
+    assert encoder_label(resolve("smoke")) == "toy-vit-tiny:shipped"
+    rehearsal_weights_path().write_bytes(b"x")
+    assert encoder_label(cfg) == f"{REHEARSAL_ENCODER}:{REHEARSAL_ENCODER}-seed0.pt"
