@@ -73,6 +73,9 @@ def test_every_toc_page_exists():
     assert not missing, f"_toc.yml entries without a file: {missing}"
 
 
+DATASET_CHAPTERS = {"02", "03", "04", "05", "06", "07", "08"}
+
+
 @pytest.mark.parametrize("rel", TOC_NOTEBOOKS, ids=[nb.stem for nb in TOC_NOTEBOOKS])
 def test_chapter_is_committed_stripped_with_one_parameters_cell(rel: Path):
     path = REPO / rel
@@ -82,6 +85,9 @@ def test_chapter_is_committed_stripped_with_one_parameters_cell(rel: Path):
     assert len(tagged) == 1, f"{rel}: {len(tagged)} cells tagged 'parameters', expected 1"
     declared = pm.inspect_notebook(str(path))
     assert {"PROFILE", "SEED"} <= set(declared), f"{rel} declares only {sorted(declared)}"
+    if rel.stem[:2] in DATASET_CHAPTERS:  # the dataset is a parameter: "" = the profile's own
+        assert "DATASET" in declared, f'{rel} must declare DATASET: str = ""'
+        assert declared["DATASET"]["default"] in ('""', "''"), f'{rel}: DATASET defaults to ""'
     with_outputs = [
         i
         for i, c in enumerate(nb.cells)
