@@ -4,7 +4,7 @@
 #     bash tests/check.sh                 # all stages, in order
 #     bash tests/check.sh papermill book  # only the named stages (for local iteration)
 #
-# Stages: install, hygiene, unit, papermill, nbval, book. The first failure stops the run.
+# Stages: install, hygiene, unit, papermill, nbval, book, rehearsal. The first failure stops the run.
 # Without an active virtual environment the script uses .venv (created by the install stage).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE=1 CIRLIB_OFFLINE=1
 # A fresh data folder per checkout: toy world, feature caches and checkpoints of this run only.
 export CIRLIB_DATA_DIR="${CIRLIB_DATA_DIR:-$PWD/_build/data}"
 
-all_stages=(install hygiene unit papermill nbval book)
+all_stages=(install hygiene unit papermill nbval book rehearsal)
 if [ $# -eq 0 ]; then
     stages=("${all_stages[@]}")
 else
@@ -95,6 +95,14 @@ stage_book() {
     rm -rf _build/site
     jb build _build/stage --path-output _build/site -W -n --keep-going
     echo "HTML: $(pwd)/_build/site/_build/html/index.html"
+}
+
+stage_rehearsal() {
+    # The paper profile's code on a CPU (CIRLIB_REHEARSAL=1, only sizes shrunk): the toy world's
+    # CIRR and FashionIQ exports installed by prepare_data.py, a random RN50x4-family encoder,
+    # chapters 3-8 on CIRR and 3, 7, 8 on FashionIQ, the CIRR upload files scored by the stand-in.
+    python data_scripts/rehearse_paper.py --stage _build/rehearsal --jobs 2
+    REHEARSAL_STAGE=_build/rehearsal run_pytest -q -p no:cacheprovider tests/rehearsal
 }
 
 # The install stage activates (or creates) the environment; the other stages need one active.

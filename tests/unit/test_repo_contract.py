@@ -76,6 +76,16 @@ def test_every_toc_page_exists():
 DATASET_CHAPTERS = {"02", "03", "04", "05", "06", "07", "08"}
 
 
+def test_readme_names_the_check_stages_in_order():
+    """The README's account of tests/check.sh lists the script's stages, the rehearsal last."""
+    script = (REPO / "tests" / "check.sh").read_text(encoding="utf-8")
+    stages = re.search(r"^all_stages=\(([^)]*)\)", script, re.M).group(1).split()
+    assert stages[-2:] == ["book", "rehearsal"]
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert "the book build with warnings as errors; the rehearsal of the `paper` profile" in readme
+    assert f"Stages: {', '.join(stages)}." in script
+
+
 @pytest.mark.parametrize("rel", TOC_NOTEBOOKS, ids=[nb.stem for nb in TOC_NOTEBOOKS])
 def test_chapter_is_committed_stripped_with_one_parameters_cell(rel: Path):
     path = REPO / rel
