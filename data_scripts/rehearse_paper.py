@@ -9,9 +9,9 @@ What it does, with ``CIRLIB_REHEARSAL=1`` (``cirlib.rehearsal``: only sizes chan
    ``prepare_data.py``, exactly as the real downloads are installed;
 2. writes the rehearsal encoder's weights (``RN50x4-rehearsal``, a seeded random initialisation
    of RN50x4's open_clip architecture shrunk in width, depth and input size);
-3. executes the chapters in ``PROFILE="paper"`` with ``DATASET`` set: on CIRR chapters 3-8, on
-   FashionIQ chapters 3, 7 and 8 (``--chapters`` to change), at most ``--jobs`` at a time, each
-   within the ``rehearsal`` budget of ``tests/notebooks/budgets.json``;
+3. executes the chapters in ``PROFILE="paper"`` with ``DATASET`` set: chapters 3-8 on CIRR and
+   on FashionIQ (``--chapters`` to change), at most ``--jobs`` at a time, each within the
+   ``rehearsal`` budget of ``tests/notebooks/budgets.json``;
 4. scores the CIRR test1 upload files that chapters 3 and 8 wrote with the local stand-in for
    the CIRR server (``score_cirr_submission.py``, the toy world's private targets);
 5. checks each dataset's ``results_paper.json`` (written by chapter 8): a rehearsal, the open_clip
@@ -38,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = {
     "cirr": ["03_combiner", "04_mgur", "05_cala", "06_mapnet", "07_dqe", "08_comparison"],
-    "fashioniq": ["03_combiner", "07_dqe", "08_comparison"],
+    "fashioniq": ["03_combiner", "04_mgur", "05_cala", "06_mapnet", "07_dqe", "08_comparison"],
 }
 EXPORTS = {"cirr": "cirr_dataset", "fashioniq": "fashionIQ_dataset"}
 
