@@ -100,7 +100,7 @@ stage_book() {
 stage_rehearsal() {
     # The paper profile's code on a CPU (CIRLIB_REHEARSAL=1, only sizes shrunk): the toy world's
     # CIRR and FashionIQ exports installed by prepare_data.py, a random RN50x4-family encoder,
-    # chapters 3-8 on CIRR and on FashionIQ, the CIRR upload files scored by the stand-in.
+    # chapters 2-8 on CIRR and on FashionIQ, the CIRR upload files scored by the stand-in.
     python data_scripts/rehearse_paper.py --stage _build/rehearsal --jobs 2
     REHEARSAL_STAGE=_build/rehearsal run_pytest -q -p no:cacheprovider tests/rehearsal
 }
