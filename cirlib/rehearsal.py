@@ -32,6 +32,10 @@ REHEARSAL_SIZES = dict(
     batch_size=32,
     seeds=(0,),
     feature_batch=64,
+    # chapter 2's demonstration of the toy encoder's pretraining: the smoke profile's sizes
+    pretrain_steps=4,
+    pretrain_batch=32,
+    pretrain_scenes=256,
 )
 
 
