@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from cirlib.rehearsal import rehearsal_requested, rehearsal_settings
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -46,12 +48,17 @@ class Profile:
     device: str = "cpu"
     amp: bool = False
     feature_batch: int = 512
+    # a CPU rehearsal of the paper profile (cirlib.rehearsal): its numbers are never results
+    rehearsal: bool = False
 
     def describe(self) -> str:
-        return (
+        text = (
             f"profile={self.name} seed={self.seed} data={self.dataset} encoder={self.encoder} "
             f"device={self.device} amp={self.amp} epochs={self.epochs}"
         )
+        if self.rehearsal:
+            text += " REHEARSAL (tiny random encoder, toy data: the numbers are not results)"
+        return text
 
 
 def _default_device() -> str:
@@ -108,12 +115,21 @@ def checked_seed(seed) -> int:
     return int(seed)
 
 
+DATASETS = {
+    "smoke": ("toy",),
+    "toy": ("toy",),
+    "paper": ("cirr", "fashioniq", "fashion200k", "shoes"),
+}
+
+
 def resolve(profile: str, seed: int = 0, **overrides) -> Profile:
     """The :class:`Profile` for ``profile`` (``"smoke"``, ``"toy"`` or ``"paper"``) and ``seed``
     (checked by :func:`checked_seed`).
 
     ``overrides`` replace single fields (e.g. ``epochs=5``); unknown names are refused, so a typo
-    cannot silently fall back to a default.
+    cannot silently fall back to a default. ``dataset=""`` means the profile's default (the
+    chapters' ``DATASET`` parameter). In the paper profile, ``$CIRLIB_REHEARSAL=1`` (or
+    ``rehearsal=True``) replaces only sizes with :func:`cirlib.rehearsal.rehearsal_settings`.
     """
     if not isinstance(profile, str) or profile not in PROFILES:
         raise ValueError(
@@ -125,7 +141,17 @@ def resolve(profile: str, seed: int = 0, **overrides) -> Profile:
     if bad:
         raise ValueError(f"unknown profile setting(s) {bad}; known: {sorted(fields)}")
     seed = checked_seed(seed)
-    settings = {"device": _default_device(), **PROFILES[profile], **overrides}
+    if overrides.get("dataset") == "":
+        del overrides["dataset"]
+    if "dataset" in overrides and overrides["dataset"] not in DATASETS[profile]:
+        raise ValueError(
+            f"dataset {overrides['dataset']!r} is not one of the {profile!r} profile's "
+            f"{DATASETS[profile]}; leave DATASET empty for the profile's default"
+        )
+    rehearsal = {}
+    if profile == "paper" and (overrides.get("rehearsal") or rehearsal_requested()):
+        rehearsal = rehearsal_settings()
+    settings = {"device": _default_device(), **PROFILES[profile], **rehearsal, **overrides}
     if settings["device"] == "cpu":
         settings["amp"] = False  # mixed precision is a GPU speed-up; CPU runs stay in fp32
     return Profile(name=profile, seed=seed, **settings)

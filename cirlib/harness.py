@@ -26,6 +26,7 @@ from cirlib.eval.evaluate import evaluate
 from cirlib.eval.query_ranks import RANK_FORMAT, RANK_KINDS, encode_groups, encode_ranks
 from cirlib.io import atomic_write_json
 from cirlib.registry import MethodSpec, checkpoint_path, get_method
+from cirlib.rehearsal import run_provenance
 from cirlib.report import format_mean_std, mean_std
 from cirlib.train import trained_with
 
@@ -371,6 +372,18 @@ def per_query_record(results: Results) -> dict | None:
     }
 
 
+def encoder_label(cfg) -> str:
+    """``"<encoder>:<weights>"`` for tables and results files; a local weights file is named by
+    its file name (not its path, which says where a machine keeps it, not what it is).
+
+    Introduced in chapter "Comparing the methods".
+    """
+    weights = cfg.encoder_pretrained
+    if weights and weights != "shipped" and Path(weights).is_file():
+        weights = Path(weights).name
+    return f"{cfg.encoder}:{weights}"
+
+
 def results_record(
     results: Results,
     cfg,
@@ -378,9 +391,11 @@ def results_record(
     extra: Mapping | None = None,
 ) -> dict:
     """The JSON-ready record :func:`write_results` stores: profile, seeds, UTC date, code
-    version, and per method its title, per-seed ``evaluate()`` dicts and the mean/std of the
-    overall metrics; and, when the runs kept them (:func:`compare` does), the per-query ranks
-    under ``"per_query"`` (:func:`per_query_record`).
+    version, whether the run was a rehearsal, the open_clip architecture and the installed
+    dataset's manifest (:func:`cirlib.rehearsal.run_provenance`), and per method its title,
+    per-seed ``evaluate()`` dicts and the mean/std of the overall metrics; and, when the runs
+    kept them (:func:`compare` does), the per-query ranks under ``"per_query"``
+    (:func:`per_query_record`).
 
     Introduced in chapter "Comparing the methods".
     """
@@ -401,13 +416,15 @@ def results_record(
     return {
         "profile": cfg.name,
         "dataset": cfg.dataset,
-        "encoder": f"{cfg.encoder}:{cfg.encoder_pretrained}",
+        "encoder": encoder_label(cfg),
         "budget": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr},
         "seeds": seeds,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "methods": methods,
         **({"per_query": per_query} if per_query is not None else {}),
+        # rehearsal flag, open_clip architecture, installed dataset's manifest
+        **run_provenance(cfg),
         **dict(extra or {}),
     }
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from cirlib.notebook_magics import register_toy_only
 from cirlib.seed import deterministic, seed_everything
 from cirlib.threads import on_training_run
 
@@ -37,6 +38,7 @@ def setup_notebook(cfg, threads: int | None = None) -> None:
     warnings.filterwarnings("ignore", message=".*deterministic.*")
     warnings.filterwarnings("ignore", category=FutureWarning)
     _inline_figures()
+    register_toy_only(cfg.dataset)  # %%toy_only cells skip themselves on real datasets
     print(cfg.describe())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import pandas as pd
@@ -15,10 +16,21 @@ def mean_std(runs: Sequence[dict[str, float]], keys: Sequence[str] | None = None
     return pd.DataFrame({"mean": df[keys].mean(), "std": std})
 
 
+_METRIC = re.compile(r"^(R|Rs|mR)@\d+$|^Avg$")
+
+
 def format_mean_std(
     table: dict[str, Sequence[dict[str, float]]], keys: Sequence[str]
 ) -> pd.DataFrame:
-    """``{row label: runs}`` → a DataFrame of "mean ± std" strings (percent, 1 decimal)."""
+    """``{row label: runs}`` → a DataFrame of "mean ± std" strings (percent, 1 decimal).
+
+    A metric of the book (``R@K``, ``Rs@K``, ``mR@K``, ``Avg``) that no run holds is left out:
+    the split does not define it (Rs@K needs CIRR's image sets, mR@K the toy world's valid
+    targets, and FashionIQ has neither), so one call serves every dataset. Any other missing
+    key, or a metric some rows hold and others lack, is an error.
+    """
+    held = [set().union(*(r.keys() for r in runs)) for runs in table.values()]
+    keys = [k for k in keys if not (_METRIC.match(k) and not any(k in h for h in held))]
     rows = {}
     for label, runs in table.items():
         ms = mean_std(runs, keys)

@@ -5,8 +5,8 @@
 #     bash tests/check.sh papermill book  # only the named stages (for local iteration)
 #     bash tests/check.sh rerun           # optional, never in the default run (see stage_rerun)
 #
-# Stages: install, hygiene, unit, papermill, nbval, book; optional: rerun. The first failure
-# stops the run.
+# Stages: install, hygiene, unit, papermill, nbval, book; optional (only when named): rerun,
+# rehearsal. The first failure stops the run.
 # Without an active virtual environment the script uses .venv (created by the install stage).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,7 +20,9 @@ export HF_HUB_OFFLINE=1 CIRLIB_OFFLINE=1
 export CIRLIB_DATA_DIR="${CIRLIB_DATA_DIR:-$PWD/_build/data}"
 
 all_stages=(install hygiene unit papermill nbval book)
-optional_stages=(rerun)
+# rehearsal: not yet in the default run (the chapters merged beside it have not been rehearsed
+# on the paper path; see book/paper_profile.md)
+optional_stages=(rerun rehearsal)
 if [ $# -eq 0 ]; then
     stages=("${all_stages[@]}")
 else
@@ -109,6 +111,14 @@ stage_book() {
     rm -rf _build/site
     jb build _build/stage --path-output _build/site -W -n --keep-going
     echo "HTML: $(pwd)/_build/site/_build/html/index.html"
+}
+
+stage_rehearsal() {
+    # The paper profile's code on a CPU (CIRLIB_REHEARSAL=1, only sizes shrunk): the toy world's
+    # CIRR and FashionIQ exports installed by prepare_data.py, a random RN50x4-family encoder,
+    # chapters 2-8 on CIRR and on FashionIQ, the CIRR upload files scored by the stand-in.
+    python data_scripts/rehearse_paper.py --stage _build/rehearsal --jobs 2
+    REHEARSAL_STAGE=_build/rehearsal run_pytest -q -p no:cacheprovider tests/rehearsal
 }
 
 # The install stage activates (or creates) the environment; the other stages need one active.

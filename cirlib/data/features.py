@@ -53,13 +53,18 @@ class SplitFeatures:
 def encoder_id(name: str, pretrained, preprocess: str = "clip4cir") -> str:
     """Name plus a hash of the weights file when there is one (so a retrained checkpoint differs);
     for open_clip models also the image transform (``load_backbone``'s ``preprocess``), so
-    features computed with another transform are never reused."""
+    features computed with another transform are never reused. A local weights file is named by
+    a hash of its content, never by its path, since chapters put the id into file names."""
     if name in backbone.toy_model_names():
         path = backbone.shipped_weights(name) if pretrained == "shipped" else pretrained
         if path is None:
             return f"{name}:random"
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
         return f"{name}:{digest}"
+    if pretrained is not None and Path(pretrained).is_file():
+        # A local weights file: its content, not its path (the id names checkpoint files).
+        digest = hashlib.sha256(Path(pretrained).read_bytes()).hexdigest()[:16]
+        return f"{name}:file-{digest}:{preprocess}"
     return f"{name}:{pretrained}:{preprocess}"
 
 

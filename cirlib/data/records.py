@@ -123,12 +123,20 @@ class CIRSplit:
 
     ``gallery`` is the ordered list of image names that retrieval ranks; ``image_paths`` maps a
     name to its file (missing for annotation-only copies of a dataset).
+
+    ``galleries`` (None for one shared gallery) splits the ranking into separate galleries, e.g.
+    FashionIQ's categories (:func:`cirlib.data.fashioniq_splits.merge_category_splits`): each
+    query, whose ``meta["gallery"]`` names its own, is ranked only against those images, and
+    ``reference_in_gallery`` says whether its reference stays in that ranking (FashionIQ under
+    CLIP4Cir's protocol) or is removed (CIRR's rule, the default).
     """
 
     name: str
     triplets: list[Triplet]
     gallery: list[str]
     image_paths: dict[str, Path]
+    galleries: dict[str, list[str]] | None = None
+    reference_in_gallery: bool = False
 
     def __post_init__(self) -> None:
         self._index = {n: i for i, n in enumerate(self.gallery)}

@@ -6,6 +6,10 @@
 * ``cirr`` — the real CIRR under ``$CIRLIB_DATA_DIR/cirr`` (annotations + NLVR2 images in the
   CLIP4Cir layout). CIRR's test1 targets are private, so ``"test"`` is the val split, as in
   every CIRR paper's ablations; test-server files are written from test1 separately.
+* ``fashioniq`` — under ``$CIRLIB_DATA_DIR/fashioniq``: one training split of the three
+  categories and a validation split (also ``"test"``) where each category keeps its own gallery
+  and CLIP4Cir's protocol (reference kept in the ranking), see
+  :mod:`cirlib.data.fashioniq_splits`.
 * ``fashion200k`` and ``shoes`` — under ``$CIRLIB_DATA_DIR/<dataset>``. Neither has a
   validation split: papers select and report on the test split (MGUR's "best epoch on the
   evaluated split"), so ``"val"`` and ``"test"`` are the same split, which chapters must say.
@@ -20,12 +24,13 @@ from __future__ import annotations
 
 from cirlib.data.cirr import load_cirr
 from cirlib.data.fashion200k import load_fashion200k
+from cirlib.data.fashioniq_splits import load_fashioniq_splits
 from cirlib.data.records import CIRSplit, DatasetError
 from cirlib.data.shoes import load_shoes
 from cirlib.data.toy import load_toy, prepare_toyworld
 from cirlib.paths import subdir
 
-DATASETS = ("toy", "cirr", "fashion200k", "shoes")
+DATASETS = ("toy", "cirr", "fashioniq", "fashion200k", "shoes")
 
 
 def _not_prepared(name: str, root, what: str) -> DatasetError:
@@ -46,6 +51,11 @@ def load_splits(cfg) -> dict[str, CIRSplit]:
             raise _not_prepared("CIRR", root, "the CIRR annotations and the NLVR2 images")
         val = load_cirr(root, "val", check_images=True)
         return {"train": load_cirr(root, "train", check_images=True), "val": val, "test": val}
+    if cfg.dataset == "fashioniq":
+        root = subdir("fashioniq")
+        if not (root / "captions").is_dir():
+            raise _not_prepared("FashionIQ", root, "captions/, image_splits/ and images/")
+        return load_fashioniq_splits(root, protocol="clip4cir")
     if cfg.dataset == "fashion200k":
         root = subdir("fashion200k")
         if not (root / "labels").is_dir():
@@ -64,7 +74,4 @@ def load_splits(cfg) -> dict[str, CIRSplit]:
             "val": test,
             "test": test,
         }
-    raise DatasetError(
-        f"profile dataset {cfg.dataset!r} has no split loader yet; known: {DATASETS}. FashionIQ "
-        "is evaluated per category (cirlib.data.fashioniq.load_fashioniq)"
-    )
+    raise DatasetError(f"profile dataset {cfg.dataset!r} has no split loader; known: {DATASETS}")

@@ -23,6 +23,7 @@ from cirlib.eval.index import (
     make_index,
     ranks_from_topk,
 )
+from cirlib.eval.per_gallery import evaluate_per_gallery
 from cirlib.eval.query_ranks import RANK_KINDS, RankedEvaluation
 from cirlib.eval.ranking import evaluation_ranks, subset_ranks
 from cirlib.eval.recall import recall_at_k
@@ -75,6 +76,9 @@ def evaluate(
     ranks (``.ranks``: ``"R"``, ``"Rs"``, ``"mR"``) and breakdown labels (``.groups``), what a
     resampling test over queries needs (:mod:`cirlib.verdict`).
 
+    A split with separate galleries (FashionIQ's categories, ``split.galleries``) is evaluated
+    by :func:`cirlib.eval.per_gallery.evaluate_per_gallery`: R@K per gallery under
+    ``"gallery"``, their means under ``"all"``, and the ``"protocol"`` in words.
     Examples
     --------
     Queries that are their targets' own features find them first:
@@ -99,6 +103,9 @@ def evaluate(
             f"split {split.name!r} has queries without a target (a test split); evaluate on a "
             "split with targets, or write a CIRR submission file instead"
         )
+    if split.galleries is not None:
+        # FashionIQ: each query ranked within its category's gallery, means over categories
+        return evaluate_per_gallery(q, gallery, ref, tgt, split, ks)
     trip = split.triplets
     map_ks = tuple(map_ks)
     subsets = valid = excluded = None

@@ -406,15 +406,21 @@ def loss(features, settings: Settings, run: TrainingRun):
 
 def chapter_options(cfg) -> dict:
     """Off the toy world the chapter uses the README's 32 schemas and the book's Q-Former
-    sizes for them (:data:`PAPER_SETTINGS`)."""
-    return {} if cfg.dataset == "toy" else {k: PAPER_SETTINGS[k] for k in MODEL_OPTIONS}
+    sizes for them (:data:`PAPER_SETTINGS`); a CPU rehearsal of the paper profile
+    (:mod:`cirlib.rehearsal`) keeps the toy sizes, as chapter 6 does."""
+    if cfg.dataset == "toy" or getattr(cfg, "rehearsal", False):
+        return {}
+    return {k: PAPER_SETTINGS[k] for k in MODEL_OPTIONS}
 
 
 def budget(cfg):
     """Off the toy world, MAPNet's README learning rate, batch size and epochs
-    (:data:`PAPER_SETTINGS`); the profile's own budget on the toy world."""
+    (:data:`PAPER_SETTINGS`); the profile's own budget on the toy world. A rehearsal takes only
+    the README's learning rate: its batch and epochs are sizes, shrunk for a CPU."""
     if cfg.dataset == "toy":
         return cfg
+    if getattr(cfg, "rehearsal", False):
+        return dataclasses.replace(cfg, lr=PAPER_SETTINGS["lr"][cfg.dataset])
     return dataclasses.replace(
         cfg,
         lr=PAPER_SETTINGS["lr"][cfg.dataset],

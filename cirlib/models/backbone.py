@@ -28,6 +28,7 @@ from open_clip.transformer import VisionTransformer
 from torchvision import transforms
 
 from cirlib.models.preprocess import clip4cir_preprocess
+from cirlib.models.rehearsal_encoder import register_rehearsal_configs
 from cirlib.models.tokenizer import WordTokenizer
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -36,6 +37,7 @@ TOY_MEAN = (0.5, 0.5, 0.5)
 TOY_STD = (0.5, 0.5, 0.5)
 
 open_clip.add_model_config(CONFIG_DIR)
+register_rehearsal_configs()  # RN50x4-rehearsal, the paper path's CPU stand-in
 
 
 def toy_model_names() -> list[str]:

@@ -158,11 +158,22 @@ def slowest_cell(nb: nbformat.NotebookNode) -> tuple[int, float] | None:
 
 
 def run_chapter(
-    rel: Path, profile: str, seed: int, stage: Path, budgets: dict, repo: Path = REPO
+    rel: Path,
+    profile: str,
+    seed: int,
+    stage: Path,
+    budgets: dict,
+    repo: Path = REPO,
+    dataset: str = "",
+    budget_key: str | None = None,
 ) -> dict:
-    """Execute one chapter into the stage; return its row of the run report."""
+    """Execute one chapter into the stage; return its row of the run report.
+
+    ``dataset`` (non-empty) is passed as the chapter's ``DATASET`` parameter; ``budget_key``
+    picks the budget under another name than the profile (the paper rehearsal: ``"rehearsal"``).
+    """
     chapter = rel.stem
-    budget = budget_seconds(budgets, chapter, profile)
+    budget = budget_seconds(budgets, chapter, budget_key or profile)
     row = {
         "chapter": chapter,
         "notebook": rel.as_posix(),
@@ -178,6 +189,9 @@ def run_chapter(
         row.update(status="missing", message=f"{rel} is listed in _toc.yml but does not exist")
         return row
     parameters = {"PROFILE": profile, "SEED": seed}
+    if dataset:
+        parameters["DATASET"] = dataset
+        row["dataset"] = dataset
     problem = parameters_problem(src, parameters)
     if problem:
         row.update(status="bad parameters", message=problem)
@@ -219,7 +233,7 @@ def run_chapter(
         hint = f"; slowest cell {slow['index']} took {slow['seconds']} s" if slow else ""
         row.update(
             status="over budget",
-            message=f"{seconds:.1f} s > {budget} s ({profile} budget){hint}",
+            message=f"{seconds:.1f} s > {budget} s ({budget_key or profile} budget){hint}",
         )
     return row
 
@@ -403,6 +417,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", metavar="NAME", help="run one chapter (file stem or toc path)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--dataset",
+        default="",
+        help="the chapters' DATASET parameter (chapters 2-8; default: the profile's own)",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         help="chapters executed at once (default: one per core, at most 4; 1 for paper)",
@@ -444,7 +463,12 @@ def main(argv: list[str] | None = None) -> int:
     make_stage(stage)
     print(f"Staged the book in {stage}; profile {args.profile}, seed {args.seed}", flush=True)
     run = functools.partial(
-        run_chapter, profile=args.profile, seed=args.seed, stage=stage, budgets=budgets
+        run_chapter,
+        profile=args.profile,
+        seed=args.seed,
+        stage=stage,
+        budgets=budgets,
+        dataset=args.dataset,
     )
     if jobs > 1:
         # spawn, not fork: a forked papermill worker would inherit this process's state

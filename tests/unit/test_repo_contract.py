@@ -73,6 +73,19 @@ def test_every_toc_page_exists():
     assert not missing, f"_toc.yml entries without a file: {missing}"
 
 
+DATASET_CHAPTERS = {"02", "03", "04", "05", "06", "07", "08"}
+
+
+def test_readme_names_the_check_stages_in_order():
+    """The README's account of tests/check.sh lists the script's stages, the rehearsal last."""
+    script = (REPO / "tests" / "check.sh").read_text(encoding="utf-8")
+    stages = re.search(r"^all_stages=\(([^)]*)\)", script, re.M).group(1).split()
+    assert stages[-2:] == ["book", "rehearsal"]
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert "the book build with warnings as errors; the rehearsal of the `paper` profile" in readme
+    assert f"Stages: {', '.join(stages)}." in script
+
+
 @pytest.mark.parametrize("rel", TOC_NOTEBOOKS, ids=[nb.stem for nb in TOC_NOTEBOOKS])
 def test_chapter_is_committed_stripped_with_one_parameters_cell(rel: Path):
     path = REPO / rel
@@ -82,6 +95,9 @@ def test_chapter_is_committed_stripped_with_one_parameters_cell(rel: Path):
     assert len(tagged) == 1, f"{rel}: {len(tagged)} cells tagged 'parameters', expected 1"
     declared = pm.inspect_notebook(str(path))
     assert {"PROFILE", "SEED"} <= set(declared), f"{rel} declares only {sorted(declared)}"
+    if rel.stem[:2] in DATASET_CHAPTERS:  # the dataset is a parameter: "" = the profile's own
+        assert "DATASET" in declared, f'{rel} must declare DATASET: str = ""'
+        assert declared["DATASET"]["default"] in ('""', "''"), f'{rel}: DATASET defaults to ""'
     with_outputs = [
         i
         for i, c in enumerate(nb.cells)
@@ -140,7 +156,8 @@ def test_runner_budgets_default_and_override():
     assert runner.budget_seconds(budgets, "02_x", "smoke") == 120
     assert runner.budget_seconds(budgets, "01_y", "paper") is None
     shipped = json.loads((REPO / "tests" / "notebooks" / "budgets.json").read_text())
-    assert shipped["default"] == {"smoke": 120, "toy": 1800}
+    # the paper profile has no budget (a GPU elsewhere); its CPU rehearsal has one
+    assert shipped["default"] == {"smoke": 120, "toy": 1800, "rehearsal": 240}
 
 
 def test_runner_reads_nested_toc_entries():

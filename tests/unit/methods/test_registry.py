@@ -145,6 +145,21 @@ def test_paper_profile_options_follow_the_chapters():
     assert profile_options("mapnet", resolve("toy")) == {**TOY_SETTINGS, "dropout": 0.5}
 
 
+def test_rehearsal_keeps_mapnets_sizes_small_and_its_readme_rate():
+    """A CPU rehearsal of the paper profile (chapter 6 does the same): toy schema sizes and the
+    rehearsal's batch and epochs, only the README's learning rate."""
+    from cirlib.methods.mapnet import PAPER_SETTINGS
+    from cirlib.registry import training_profile
+
+    rehearsal = resolve("paper", device="cpu", rehearsal=True)
+    assert profile_options("mapnet", rehearsal) == dict(TOY_SETTINGS)
+    trained = training_profile("mapnet", rehearsal)
+    assert trained.lr == PAPER_SETTINGS["lr"]["cirr"]
+    assert (trained.epochs, trained.batch_size) == (rehearsal.epochs, rehearsal.batch_size)
+    paper = training_profile("mapnet", resolve("paper", device="cpu"))
+    assert paper.epochs == PAPER_SETTINGS["epochs"]
+
+
 # --- checkpoint names: evaluated from the chapters' own source code ----------------------
 
 

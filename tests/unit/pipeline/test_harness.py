@@ -163,6 +163,9 @@ def test_results_file_is_stamped_and_round_trips(results, cfg, tmp_path):
     r1 = [results["combiner"][s]["all"]["R@1"] for s in (0, 1)]
     assert comb["mean"]["R@1"] == pytest.approx(np.mean(r1))
     assert comb["std"]["R@1"] == pytest.approx(np.std(r1, ddof=1))
+    # a toy run: not a rehearsal, no open_clip architecture, no installed dataset
+    assert record["rehearsal"] is False
+    assert record["encoder_architecture"] is None and record["dataset_manifest"] is None
 
 
 def test_published_tables_are_consistent():

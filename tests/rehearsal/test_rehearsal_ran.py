@@ -1,0 +1,52 @@
+"""Proof that the paper profile's code path ran in the rehearsal (tests/check.sh, stage
+``rehearsal``, after ``data_scripts/rehearse_paper.py``): read its outputs in
+``$REHEARSAL_STAGE`` (default ``_build/rehearsal``). Not part of the unit suite: it needs the
+rehearsal's outputs, and fails when they are missing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+STAGE = Path(os.environ.get("REHEARSAL_STAGE", REPO / "_build" / "rehearsal"))
+DATASETS = ("cirr", "fashioniq")
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    path = STAGE / "rehearsal_report.json"
+    assert path.is_file(), f"{path} is missing: run `python data_scripts/rehearse_paper.py` first"
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_results_file_names_the_open_clip_architecture_and_the_installed_manifest(dataset):
+    record = json.loads((STAGE / f"results_paper_{dataset}.json").read_text())
+    assert record["profile"] == "paper" and record["rehearsal"] is True
+    assert record["dataset"] == dataset
+    arch = record["encoder_architecture"]
+    assert arch["name"] == "RN50x4-rehearsal"
+    assert arch["open_clip_config"]["vision_cfg"]["patch_size"] is None  # a ModifiedResNet
+    assert arch["open_clip_config"]["text_cfg"]["vocab_size"] == 49408  # CLIP's BPE tokenizer
+    assert record["encoder"] == "RN50x4-rehearsal:RN50x4-rehearsal-seed0.pt"  # the weights file
+    manifest = record["dataset_manifest"]
+    assert manifest["dataset"] == dataset  # written by prepare_data.py when it installed it
+    assert manifest["sources"], "the manifest names the toy export it installed"
+    assert record["methods"], "chapter 8 evaluated the methods"
+
+
+def test_every_chapter_passed_and_the_cirr_files_passed_the_stand_in(report):
+    for dataset in DATASETS:
+        part = report["datasets"][dataset]
+        assert part["problems"] == [], part["problems"]
+        assert all(row["status"] == "ok" for row in part["chapters"])
+    scores = report["datasets"]["cirr"]["submission_scores"]
+    # chapter 3 writes the Combiner's files, chapter 8 every method's (the Combiner's again)
+    methods = {name.split("-paper-")[0] for name in scores}
+    assert methods == {"combiner", "mgur", "cala", "mapnet", "dqe"}, methods
+    for name, s in scores.items():
+        assert set(s) >= {"R@1", "R@50", "Rs@1", "Avg"}, name
