@@ -7,9 +7,14 @@ Reads executed notebooks (a stage folder after the papermill run) and lists, per
 * **bookkeeping on the page**: a visible code cell that only stores numbers for the text
   (``glue``), times something, or writes and reads checkpoints; such a cell should be tagged
   ``remove-input`` (its output, if any, stays);
-* **stray return values**: a visible cell whose output is an ``execute_result`` that is plain
+* **glue on the page**: a visible code cell that calls ``glue`` at all, even next to teaching
+  code; the glue lines belong in a ``remove-input`` cell right after it (at most
+  ``MAX_VISIBLE_GLUE`` visible glue calls per chapter, none today);
+* **stray return values**: a cell whose output is shown (visible, or ``remove-input``: its
+  output still renders) and is an ``execute_result`` that is plain
   text only (``7.05``, ``'toy'``, ``Text(0.5, 1.0, '...')``): the cell's last line returned a
-  value nobody meant to show. Tables (HTML) and figures are results, not strays.
+  value nobody meant to show (a ``remove-input`` cell ending in ``glue(...)`` shows the glued
+  value; end it with ``;``). Tables (HTML) and figures are results, not strays.
 
 A cell is visible unless tagged ``remove-input``, ``remove-cell``, ``hide-input`` or
 ``hide-cell``. Exits with status 1 when it finds a problem, naming the chapter, the cell and why.
@@ -34,8 +39,13 @@ CONVERSIONS = {
     "float", "int", "round", "len", "max", "min", "sum", "abs", "str", "bool", "item", "mean",
     "std", "format", "join", "get",
 }  # fmt: skip
-# chapters held to this (the others are checked once their own review has been done)
-CHECKED = ("01_", "02_", "03_", "04_", "05_", "06_", "07_")
+# chapters held to this: every chapter of the toc
+CHECKED = tuple(f"{i:02d}_" for i in range(1, 11))
+# cells whose output never renders
+NO_OUTPUT = {"remove-cell", "remove-output"}
+# glue calls a chapter may show (a visible glue call is bookkeeping next to teaching code)
+MAX_VISIBLE_GLUE = 0
+GLUE_CALL = re.compile(r"^glue\w*$")
 
 
 def _call_names(node: ast.AST) -> list[str]:
@@ -68,6 +78,15 @@ def is_bookkeeping(source: str) -> bool:
     return helpers > 0
 
 
+def visible_glue_calls(source: str) -> int:
+    """How many ``glue``-like calls ``source`` makes (0 when it is not Python)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return 0
+    return sum(bool(GLUE_CALL.match(n)) for n in _call_names(tree))
+
+
 def is_stray(outputs: list) -> bool:
     """True when an output is a returned value shown as plain text only."""
     for out in outputs:
@@ -82,15 +101,12 @@ def presentation_problems(path: Path) -> list[str]:
     """Every problem of one executed notebook, as ``"<chapter> cell <i>: <why>"``."""
     nb = nbformat.read(path, as_version=4)
     problems = []
+    glued = []
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or HIDDEN & set(cell.metadata.get("tags", [])):
+        if cell.cell_type != "code":
             continue
-        if is_bookkeeping(cell.source):
-            problems.append(
-                f"{path.stem} cell {i}: only bookkeeping (glue/timing/checkpoints) is visible; "
-                "tag it remove-input"
-            )
-        if is_stray(cell.get("outputs", [])):
+        tags = set(cell.metadata.get("tags", []))
+        if not NO_OUTPUT & tags and is_stray(cell.get("outputs", [])):
             value = next(
                 o["data"]["text/plain"]
                 for o in cell.outputs
@@ -100,6 +116,21 @@ def presentation_problems(path: Path) -> list[str]:
                 f"{path.stem} cell {i}: a stray return value is shown ({str(value)[:40]!r}); "
                 "end the cell with a statement or assign the value"
             )
+        if HIDDEN & tags:
+            continue
+        if is_bookkeeping(cell.source):
+            problems.append(
+                f"{path.stem} cell {i}: only bookkeeping (glue/timing/checkpoints) is visible; "
+                "tag it remove-input"
+            )
+        elif visible_glue_calls(cell.source):
+            glued.append(i)
+    n_glue = sum(visible_glue_calls(nb.cells[i].source) for i in glued)
+    if n_glue > MAX_VISIBLE_GLUE:
+        problems.append(
+            f"{path.stem} cells {glued}: {n_glue} glue calls are visible (at most "
+            f"{MAX_VISIBLE_GLUE}); move them into a remove-input cell after the one that computes"
+        )
     return problems
 
 
