@@ -105,7 +105,7 @@ def evaluate(
         )
     if split.galleries is not None:
         # FashionIQ: each query ranked within its category's gallery, means over categories
-        return evaluate_per_gallery(q, gallery, ref, tgt, split, ks)
+        return evaluate_per_gallery(q, gallery, ref, tgt, split, ks, keep_ranks=keep_ranks)
     trip = split.triplets
     map_ks = tuple(map_ks)
     subsets = valid = excluded = None

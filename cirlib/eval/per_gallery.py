@@ -42,8 +42,14 @@ def evaluate_per_gallery(
     target_index: torch.Tensor,
     split: CIRSplit,
     ks: Iterable[int],
+    keep_ranks: bool = False,
 ) -> dict:
     """R@K per gallery and their means (see the module docstring).
+
+    With ``keep_ranks=True`` the result is a :class:`~cirlib.eval.query_ranks.RankedEvaluation`
+    carrying each query's rank within its own gallery (``"R"``) and its gallery's name (group
+    ``"gallery"``), so the verdict rule can pair queries; note that the rule's estimate weighs
+    every query alike, while ``"all"`` here is the plain mean over galleries.
 
     Parameters
     ----------
@@ -68,6 +74,7 @@ def evaluate_per_gallery(
             )
         groups[name].append(i)
     per = {}
+    all_ranks = torch.full((len(split.triplets),), -1, dtype=torch.long)
     for name, rows in groups.items():
         if not rows:
             continue
@@ -89,6 +96,13 @@ def evaluate_per_gallery(
             exclude = ref
         ranks = target_ranks(queries[rows_t], gallery_features[columns], tgt, exclude)
         per[name] = {**recall_at_k(ranks, ks, "R"), "n": len(rows)}
+        all_ranks[rows_t] = ranks.to(all_ranks.dtype).cpu()
     overall = {f"R@{k}": sum(p[f"R@{k}"] for p in per.values()) / len(per) for k in ks}
     overall["n"] = sum(p["n"] for p in per.values())
-    return {"all": overall, "gallery": per, "protocol": protocol_label(split)}
+    result = {"all": overall, "gallery": per, "protocol": protocol_label(split)}
+    if not keep_ranks:
+        return result
+    from cirlib.eval.query_ranks import RankedEvaluation
+
+    labels = {"gallery": [t.meta.get("gallery") for t in split.triplets]}
+    return RankedEvaluation(result, {"R": all_ranks.numpy()}, labels)

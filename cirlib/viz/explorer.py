@@ -232,7 +232,8 @@ def explore(method: str, reference, text: str, k: int = 5, *, context: ExplorerC
     the text admits on the reference, in the whole world), ``valid_rows`` (gallery rows that are
     valid targets, None when unknown), ``top_rows`` / ``top_names`` / ``top_scores`` /
     ``top_scenes`` / ``top_valid`` (the ranking's first ``k``; ``top_valid`` entries None when
-    unknown), ``valid_ranks`` (1-based rank of each valid target), ``scores`` (``[N]`` cosine of
+    unknown), ``valid_ranks`` (rank of each valid target, from 0: the number of gallery images scored
+    above it, as in chapter 1), ``scores`` (``[N]`` cosine of
     every gallery image, ``-inf`` at the excluded reference) and ``picture`` (the method's view;
     its ``kind`` is ``transport_plan``, ``hinge_attention``, ``attribute_weights`` or
     ``score_histogram``).
@@ -276,7 +277,7 @@ def explore(method: str, reference, text: str, k: int = 5, *, context: ExplorerC
 
     ranking = torch.argsort(scores, descending=True, stable=True)
     rank_of = torch.empty_like(ranking)
-    rank_of[ranking] = torch.arange(1, len(ranking) + 1)
+    rank_of[ranking] = torch.arange(len(ranking))  # ranks from 0, as in chapter 1
     top = top_rows[0].tolist()
     names = [context.split.gallery[i] for i in top]
     valid_set = None if valid_rows is None else set(valid_rows)
@@ -364,10 +365,10 @@ def _draw_head_of_ranking(ax, picture: dict, result: dict) -> None:
     head = picture["head_scores"]
     valid = picture["head_valid"]
     colours = [PLAIN if v is None else TARGET if v else NOT_VALID for v in valid]
-    ax.bar(np.arange(1, len(head) + 1), head, color=colours)
+    ax.bar(np.arange(len(head)), head, color=colours)  # rank 0 is the top
     low, high = float(head.min()), float(head.max())
     ax.set_ylim(low - 0.1 * (high - low + 1e-6), high + 0.1 * (high - low + 1e-6))
-    ax.axvline(result["k"] + 0.5, color="black", ls="--", lw=1)
+    ax.axvline(result["k"] - 0.5, color="black", ls="--", lw=1)
     ax.set_xlabel("rank")
     ax.set_title(f"first {len(head)} of the ranking (green: valid)", fontsize=9)
 
@@ -407,7 +408,7 @@ def render(result: dict, size: float = 1.5):
         valid = result["top_valid"][j]
         colour = None if valid is None else TARGET if valid else NOT_VALID
         _show_scene(fig.add_subplot(grid[0, j + 1]), result["top_scenes"][j], result["image_size"],
-                    colour, f"{j + 1}. {result['top_scores'][j]:.3f}")  # fmt: skip
+                    colour, f"{j}. {result['top_scores'][j]:.3f}")  # fmt: skip
     if result["picture"]["kind"] == "score_histogram":
         split = (k + 1) // 2 + 1
         _draw_picture(fig.add_subplot(grid[1, :split]), result["picture"], result)

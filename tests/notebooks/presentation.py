@@ -7,11 +7,21 @@ Reads executed notebooks (a stage folder after the papermill run) and lists, per
 * **bookkeeping on the page**: a visible code cell that only stores numbers for the text
   (``glue``), times something, or writes and reads checkpoints; such a cell should be tagged
   ``remove-input`` (its output, if any, stays);
-* **stray return values**: a visible cell whose output is an ``execute_result`` that is plain
+* **glue on the page**: a visible code cell that calls ``glue`` at all, even next to teaching
+  code; the glue lines belong in a ``remove-input`` cell right after it (at most
+  ``MAX_VISIBLE_GLUE`` visible glue calls per chapter, none today);
+* **stray return values**: a cell whose output is shown (visible, or ``remove-input``: its
+  output still renders) and is an ``execute_result`` that is plain
   text only (``7.05``, ``'toy'``, ``Text(0.5, 1.0, '...')``): the cell's last line returned a
-  value nobody meant to show. Tables (HTML) and figures are results, not strays.
+  value nobody meant to show (a ``remove-input`` cell ending in ``glue(...)`` shows the glued
+  value; end it with ``;``). Tables (HTML) and figures are results, not strays.
 
-A cell is visible unless tagged ``remove-input``, ``remove-cell``, ``hide-input`` or
+* **wide tables**: a shown table with more than ``MAX_TABLE_COLUMNS`` data columns (a reader
+  cannot read it; make it a figure or split it);
+* **figures without a caption**: a figure shown as a cell's output; a figure belongs in a
+  ``glue(name, fig, display=False)`` and a ```{glue:figure}``` with ``:name:`` and a caption.
+
+The last two hold for the chapters of ``FIGURES_CHECKED`` (all but chapter 9). A cell is visible unless tagged ``remove-input``, ``remove-cell``, ``hide-input`` or
 ``hide-cell``. Exits with status 1 when it finds a problem, naming the chapter, the cell and why.
 """
 
@@ -34,8 +44,18 @@ CONVERSIONS = {
     "float", "int", "round", "len", "max", "min", "sum", "abs", "str", "bool", "item", "mean",
     "std", "format", "join", "get",
 }  # fmt: skip
-# chapters held to this (the others are checked once their own review has been done)
-CHECKED = ("01_", "02_", "03_", "04_", "05_", "06_", "07_")
+# chapters held to this: every chapter of the toc
+CHECKED = tuple(f"{i:02d}_" for i in range(1, 11))
+# cells whose output never renders
+NO_OUTPUT = {"remove-cell", "remove-output"}
+# glue calls a chapter may show (a visible glue call is bookkeeping next to teaching code)
+MAX_VISIBLE_GLUE = 0
+GLUE_CALL = re.compile(r"^glue\w*$")
+MAX_TABLE_COLUMNS = 8
+# chapters whose every figure is a captioned glue:figure and whose tables fit (chapter 9's
+# claims tables are wider than 8 columns: it joins once they are reshaped)
+FIGURES_CHECKED = tuple(c for c in CHECKED if c != "09_")
+FIGURE_TYPES = ("image/png", "image/svg+xml", "image/jpeg")
 
 
 def _call_names(node: ast.AST) -> list[str]:
@@ -68,6 +88,43 @@ def is_bookkeeping(source: str) -> bool:
     return helpers > 0
 
 
+def visible_glue_calls(source: str) -> int:
+    """How many ``glue``-like calls ``source`` makes (0 when it is not Python)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return 0
+    return sum(bool(GLUE_CALL.match(n)) for n in _call_names(tree))
+
+
+def table_columns(html: str) -> int:
+    """Data columns of the widest row of an HTML table (``<td>`` cells: index cells are
+    ``<th>``), 0 when ``html`` holds no table."""
+    rows = re.findall(r"<tr\b.*?</tr>", html, flags=re.S)
+    return max((len(re.findall(r"<td\b", row)) for row in rows), default=0)
+
+
+def shown_problems(outputs: list) -> list[str]:
+    """Why the shown outputs of one cell are unreadable: a wide table, a figure with no caption."""
+    problems = []
+    for out in outputs:
+        data = out.get("data", {})
+        if "text/html" in data:
+            html = data["text/html"]
+            n = table_columns(html if isinstance(html, str) else "".join(html))
+            if n > MAX_TABLE_COLUMNS:
+                problems.append(
+                    f"a table with {n} columns is shown (at most {MAX_TABLE_COLUMNS}); "
+                    "make it a figure or split it"
+                )
+        if any(kind in data for kind in FIGURE_TYPES):
+            problems.append(
+                "a figure is shown without a number or caption; glue it with display=False "
+                "and show it with a glue:figure (:name: and a caption)"
+            )
+    return problems
+
+
 def is_stray(outputs: list) -> bool:
     """True when an output is a returned value shown as plain text only."""
     for out in outputs:
@@ -82,15 +139,12 @@ def presentation_problems(path: Path) -> list[str]:
     """Every problem of one executed notebook, as ``"<chapter> cell <i>: <why>"``."""
     nb = nbformat.read(path, as_version=4)
     problems = []
+    glued = []
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or HIDDEN & set(cell.metadata.get("tags", [])):
+        if cell.cell_type != "code":
             continue
-        if is_bookkeeping(cell.source):
-            problems.append(
-                f"{path.stem} cell {i}: only bookkeeping (glue/timing/checkpoints) is visible; "
-                "tag it remove-input"
-            )
-        if is_stray(cell.get("outputs", [])):
+        tags = set(cell.metadata.get("tags", []))
+        if not NO_OUTPUT & tags and is_stray(cell.get("outputs", [])):
             value = next(
                 o["data"]["text/plain"]
                 for o in cell.outputs
@@ -100,6 +154,23 @@ def presentation_problems(path: Path) -> list[str]:
                 f"{path.stem} cell {i}: a stray return value is shown ({str(value)[:40]!r}); "
                 "end the cell with a statement or assign the value"
             )
+        if not NO_OUTPUT & tags and path.name.startswith(FIGURES_CHECKED):
+            problems += [f"{path.stem} cell {i}: {why}" for why in shown_problems(cell.outputs)]
+        if HIDDEN & tags:
+            continue
+        if is_bookkeeping(cell.source):
+            problems.append(
+                f"{path.stem} cell {i}: only bookkeeping (glue/timing/checkpoints) is visible; "
+                "tag it remove-input"
+            )
+        elif visible_glue_calls(cell.source):
+            glued.append(i)
+    n_glue = sum(visible_glue_calls(nb.cells[i].source) for i in glued)
+    if n_glue > MAX_VISIBLE_GLUE:
+        problems.append(
+            f"{path.stem} cells {glued}: {n_glue} glue calls are visible (at most "
+            f"{MAX_VISIBLE_GLUE}); move them into a remove-input cell after the one that computes"
+        )
     return problems
 
 

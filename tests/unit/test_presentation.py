@@ -90,3 +90,83 @@ def test_executed_chapters_show_no_bookkeeping_and_no_strays():
     assert checked, f"no chapter of {presentation.CHECKED} in {STAGE}/notebooks"
     problems = [p for path in checked for p in presentation.presentation_problems(path)]
     assert not problems, "\n".join(problems)
+
+
+def test_glue_beside_teaching_code_and_strays_under_remove_input(tmp_path):
+    """A glue call is bookkeeping even in a cell that also computes; a remove-input cell that
+    ends in ``glue(...)`` renders the glued value, so it is a stray too."""
+    plain = nbformat.v4.new_output("execute_result", {"text/plain": "48.451327"})
+    teaching = 'r1 = evaluate(model)["R@1"]\nglue("r1", r1)'
+    path = tmp_path / "04_demo.ipynb"
+    nbformat.write(
+        _executed(
+            [
+                (teaching, [], []),  # 0: glue beside teaching code
+                ('glue("r1", r1)', ["remove-input"], [plain]),  # 1: hidden input, shown value
+                ('glue("r1", r1);', ["remove-input"], []),  # hidden and silent: fine
+                ('glue("r1", r1)', ["remove-cell"], [plain]),  # never rendered: fine
+            ]
+        ),
+        path,
+    )
+    problems = presentation.presentation_problems(path)
+    assert len(problems) == 2, problems
+    assert any("04_demo cell 1: a stray" in p and "48.45" in p for p in problems)
+    assert any("04_demo cells [0]: 1 glue calls are visible" in p for p in problems)
+    split = tmp_path / "05_demo.ipynb"
+    nbformat.write(
+        _executed(
+            [('r1 = evaluate(model)["R@1"]', [], []), ('glue("r1", r1);', ["remove-input"], [])]
+        ),
+        split,
+    )
+    assert presentation.presentation_problems(split) == []
+
+
+def test_every_chapter_of_the_toc_is_checked():
+    assert all(f"{i:02d}_" in presentation.CHECKED for i in range(1, 11))
+
+
+def _html_table(n_columns: int) -> str:
+    head = "".join(f"<th>c{j}</th>" for j in range(n_columns))
+    body = "".join(f"<td>{j}</td>" for j in range(n_columns))
+    return f"<table><thead><tr><th></th>{head}</tr></thead><tbody><tr><th>row</th>{body}</tr></tbody></table>"
+
+
+def test_table_columns_counts_data_cells_not_the_index():
+    assert presentation.table_columns(_html_table(8)) == 8
+    assert presentation.table_columns(_html_table(18)) == 18
+    assert presentation.table_columns("<p>no table</p>") == 0
+
+
+def test_wide_tables_and_uncaptioned_figures_are_flagged(tmp_path):
+    def html(n):
+        return nbformat.v4.new_output(
+            "display_data", {"text/html": _html_table(n), "text/plain": "t"}
+        )
+
+    figure = nbformat.v4.new_output(
+        "display_data", {"image/png": "iVBOR", "text/plain": "<Figure>"}
+    )
+    nb = _executed(
+        [
+            ("display(t)", [], [html(18)]),  # 0: too wide
+            ("display(t)", [], [html(8)]),  # fits
+            ("fig", [], [figure]),  # 2: a figure with no caption
+            ("fig", ["remove-input"], [figure]),  # 3: its input hidden, the figure still shows
+            ("fig", ["remove-output"], [figure]),  # never shown: fine
+        ]
+    )
+    path = tmp_path / "07_demo.ipynb"
+    nbformat.write(nb, path)
+    problems = presentation.presentation_problems(path)
+    assert [p.split(":")[0] for p in problems] == [
+        "07_demo cell 0",
+        "07_demo cell 2",
+        "07_demo cell 3",
+    ], problems
+    assert "18 columns" in problems[0] and "caption" in problems[1]
+    # a notebook outside the book's chapters is not checked by main()
+    other = tmp_path / "appendix_demo.ipynb"
+    nbformat.write(nb, other)
+    assert presentation.main([str(other)]) == 0

@@ -123,7 +123,7 @@ def test_planted_fine_and_coarse_adds(context):
     for row, valid in zip(result["top_rows"], result["top_valid"]):
         assert valid == (row in expected)
     order = torch.argsort(result["scores"], descending=True, stable=True).tolist()
-    assert result["valid_ranks"] == [order.index(r) + 1 for r in expected]
+    assert result["valid_ranks"] == [order.index(r) for r in expected]  # ranks from 0
 
     # coarse: every gallery scene that is R plus exactly one object, found by set difference
     coarse = explore("combiner", reference, "add an object", 5, context=context)
