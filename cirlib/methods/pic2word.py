@@ -53,6 +53,8 @@ BUDGET = {
     "smoke": dict(images=600, epochs=2, batch_size=64, lr=1e-3),
     "toy": dict(images=6000, epochs=4, batch_size=128, lr=1e-3),
     "paper": dict(images=0, epochs=10, batch_size=256, lr=1e-4),
+    # a CPU rehearsal of the paper profile (cirlib.rehearsal): smoke sizes, the paper rate
+    "rehearsal": dict(images=600, epochs=2, batch_size=64, lr=1e-4),
 }
 
 
@@ -150,13 +152,19 @@ def chapter_options(cfg) -> dict:
         "pretrained": str(cfg.encoder_pretrained),
         "image_template": IMAGE_TEMPLATE if toy else PAPER_IMAGE_TEMPLATE,
         "query_template": QUERY_TEMPLATE if toy else PAPER_QUERY_TEMPLATE,
-        "images": BUDGET[cfg.name]["images"],
+        "images": BUDGET[budget_key(cfg)]["images"],
     }
+
+
+def budget_key(cfg) -> str:
+    """The row of :data:`BUDGET` for ``cfg``: its profile, or ``"rehearsal"`` for a CPU
+    rehearsal of the paper profile (only sizes shrink)."""
+    return "rehearsal" if getattr(cfg, "rehearsal", False) else cfg.name
 
 
 def budget(cfg):
     """The chapter's epochs, batch size and learning rate for the profile (:data:`BUDGET`)."""
-    b = BUDGET[cfg.name]
+    b = BUDGET[budget_key(cfg)]
     return dataclasses.replace(cfg, epochs=b["epochs"], batch_size=b["batch_size"], lr=b["lr"])
 
 

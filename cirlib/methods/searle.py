@@ -26,6 +26,7 @@ import torch
 from cirlib.distributed import gather, gather_with_grad, is_wrapped
 from cirlib.losses.nt_xent import nt_xent_loss
 from cirlib.methods import pic2word
+from cirlib.methods.pic2word import budget_key
 from cirlib.methods.spec import MethodSpec
 from cirlib.models.pseudo_tokens import token_embedding_layer
 from cirlib.train import TrainingRun
@@ -42,6 +43,8 @@ BUDGET = {
     "smoke": dict(oti_images=24, oti_steps=40, epochs=20, batch_size=64, lr=1e-4),
     "toy": dict(oti_images=128, oti_steps=150, epochs=100, batch_size=64, lr=1e-4),
     "paper": dict(oti_images=1000, oti_steps=350, epochs=100, batch_size=256, lr=1e-4),
+    # a CPU rehearsal of the paper profile (cirlib.rehearsal): smoke sizes, the paper rate
+    "rehearsal": dict(oti_images=24, oti_steps=40, epochs=20, batch_size=64, lr=1e-4),
 }
 
 
@@ -146,7 +149,7 @@ def loss(features, settings: Settings, run: TrainingRun):
 def chapter_options(cfg) -> dict:
     """Pic2Word's encoder and templates for the profile; the inversion's size (:data:`BUDGET`)."""
     base = pic2word.chapter_options(cfg)
-    b = BUDGET[cfg.name]
+    b = BUDGET[budget_key(cfg)]
     return {
         **{k: base[k] for k in ("encoder", "pretrained", "image_template", "query_template")},
         "oti_images": b["oti_images"],
@@ -156,7 +159,7 @@ def chapter_options(cfg) -> dict:
 
 def budget(cfg):
     """The distillation's epochs, batch size and learning rate for the profile."""
-    b = BUDGET[cfg.name]
+    b = BUDGET[budget_key(cfg)]
     return dataclasses.replace(cfg, epochs=b["epochs"], batch_size=b["batch_size"], lr=b["lr"])
 
 
