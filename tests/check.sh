@@ -5,8 +5,8 @@
 #     bash tests/check.sh papermill book  # only the named stages (for local iteration)
 #     bash tests/check.sh rerun           # optional, never in the default run (see stage_rerun)
 #
-# Stages: install, hygiene, unit, papermill, nbval, book; optional (only when named): rerun,
-# rehearsal. The first failure stops the run.
+# Stages: install, hygiene, unit, papermill, nbval, book, rehearsal. Optional, only when named:
+# rerun. The first failure stops the run.
 # Without an active virtual environment the script uses .venv (created by the install stage).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,10 +19,8 @@ export HF_HUB_OFFLINE=1 CIRLIB_OFFLINE=1
 # A fresh data folder per checkout: toy world, feature caches and checkpoints of this run only.
 export CIRLIB_DATA_DIR="${CIRLIB_DATA_DIR:-$PWD/_build/data}"
 
-all_stages=(install hygiene unit papermill nbval book)
-# rehearsal: not yet in the default run (the chapters merged beside it have not been rehearsed
-# on the paper path; see book/paper_profile.md)
-optional_stages=(rerun rehearsal)
+all_stages=(install hygiene unit papermill nbval book rehearsal)
+optional_stages=(rerun)
 if [ $# -eq 0 ]; then
     stages=("${all_stages[@]}")
 else

@@ -92,9 +92,10 @@ def samples(features, settings: Settings) -> int:
     return len(training_images(features, settings))
 
 
-def build(features, settings: Settings) -> PseudoWordModel:
+def build(features, settings: Settings, activation: str = "relu") -> PseudoWordModel:
     """A :class:`~cirlib.zeroshot.mapping_network.PseudoWordMapper` from the features' width to
-    the text tower's word width (ReLU), bound to the frozen encoder."""
+    the text tower's word width (``activation``: Pic2Word's ReLU by default), bound to the
+    frozen encoder."""
     encoder, tokenizer = frozen_encoder(settings.encoder, settings.pretrained)
     width = int(encoder.visual.output_dim)
     if features.images.shape[1] != width:
@@ -108,6 +109,7 @@ def build(features, settings: Settings) -> PseudoWordModel:
         token_embedding_layer(encoder).embedding_dim,
         hidden_layers=settings.hidden_layers,
         dropout=settings.dropout,
+        activation=activation,
     )
     return PseudoWordModel(
         mapper, encoder, tokenizer, settings.image_template, settings.query_template

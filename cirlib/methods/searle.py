@@ -28,9 +28,7 @@ from cirlib.losses.nt_xent import nt_xent_loss
 from cirlib.methods import pic2word
 from cirlib.methods.pic2word import budget_key
 from cirlib.methods.spec import MethodSpec
-from cirlib.models.pseudo_tokens import token_embedding_layer
 from cirlib.train import TrainingRun
-from cirlib.zeroshot.mapping_network import PseudoWordMapper
 from cirlib.zeroshot.oti import invert_images
 from cirlib.zeroshot.pseudo_word_model import PseudoWordModel, frozen_encoder
 from cirlib.zeroshot.queries import IMAGE_TEMPLATE, QUERY_TEMPLATE
@@ -89,25 +87,8 @@ def samples(features, settings: Settings) -> int:
 
 def build(features, settings: Settings) -> PseudoWordModel:
     """A GELU :class:`~cirlib.zeroshot.mapping_network.PseudoWordMapper` bound to the frozen
-    encoder (the width check of :func:`cirlib.methods.pic2word.build`)."""
-    encoder, tokenizer = frozen_encoder(settings.encoder, settings.pretrained)
-    width = int(encoder.visual.output_dim)
-    if features.images.shape[1] != width:
-        raise ValueError(
-            f"the features have width {features.images.shape[1]} but {settings.encoder} "
-            f"({settings.pretrained}) embeds into {width}: train on features of the encoder "
-            "named in the settings"
-        )
-    mapper = PseudoWordMapper(
-        width,
-        token_embedding_layer(encoder).embedding_dim,
-        hidden_layers=settings.hidden_layers,
-        dropout=settings.dropout,
-        activation="gelu",
-    )
-    return PseudoWordModel(
-        mapper, encoder, tokenizer, settings.image_template, settings.query_template
-    )
+    encoder: :func:`cirlib.methods.pic2word.build` with SEARLE's activation."""
+    return pic2word.build(features, settings, activation="gelu")
 
 
 def invert(features, settings: Settings, seed: int, device="cpu") -> torch.Tensor:

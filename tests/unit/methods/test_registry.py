@@ -152,7 +152,7 @@ def test_rehearsal_keeps_mapnets_sizes_small_and_its_readme_rate():
     from cirlib.registry import training_profile
 
     rehearsal = resolve("paper", device="cpu", rehearsal=True)
-    assert profile_options("mapnet", rehearsal) == dict(TOY_SETTINGS)
+    assert profile_options("mapnet", rehearsal) == profile_options("mapnet", resolve("toy"))
     trained = training_profile("mapnet", rehearsal)
     assert trained.lr == PAPER_SETTINGS["lr"]["cirr"]
     assert (trained.epochs, trained.batch_size) == (rehearsal.epochs, rehearsal.batch_size)
