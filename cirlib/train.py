@@ -462,6 +462,12 @@ def train_method(
     if distributed and spec.frozen_for_ddp is not None:
         for module in spec.frozen_for_ddp(model, chosen):
             module.requires_grad_(False)
+    record = spec.record(chosen)
+    if getattr(cfg, "dataset", "toy") != "toy":
+        # Checkpoint names carry the profile and the encoder, not the dataset: recording it makes
+        # a head trained on one dataset refuse to load for another in the same data folder
+        # (instead of being reused silently). Toy-world records stay as they were.
+        record = {**record, "dataset": cfg.dataset}
     n = spec.samples(train_features, chosen)  # triplets, or images for a zero-shot method
     run = TrainingRun(
         epochs=epochs or cfg.epochs,
@@ -481,7 +487,7 @@ def train_method(
         lr=cfg.lr,
         seed=seed,
         checkpoint=checkpoint,
-        settings=spec.record(chosen),
+        settings=record,
         device=cfg.device,
         amp=cfg.amp,
         eval_fn=eval_fn,

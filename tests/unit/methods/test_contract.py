@@ -116,3 +116,21 @@ def test_settings_are_checked_when_made():
         mgur.Settings(augmenter="gauss")
     with pytest.raises(ValueError, match="branch"):
         cala.Settings(branches=("tbia", "hinge"))
+
+
+def test_a_head_trained_on_one_dataset_is_refused_for_another_in_the_same_folder(data, tmp_path):
+    """Checkpoint names carry the profile and the encoder, not the dataset: without the dataset
+    in the record, a CIRR head would be loaded silently for FashionIQ from the same data folder."""
+    split, feats = data
+    smoke = resolve("smoke", epochs=1, batch_size=16, device="cpu")
+    cirr = dataclasses.replace(smoke, dataset="cirr")
+    fashioniq = dataclasses.replace(smoke, dataset="fashioniq")
+    ckpt = tmp_path / "combiner.pt"
+    train_method(combiner.SPEC, feats, cirr, seed=0, checkpoint=ckpt)
+    assert train_method(combiner.SPEC, feats, cirr, seed=0, checkpoint=ckpt).trained_epochs == 0
+    with pytest.raises(ValueError, match="written with other settings"):
+        train_method(combiner.SPEC, feats, fashioniq, seed=0, checkpoint=ckpt)
+    # the toy world's record is the one it always was (its checkpoints keep loading)
+    toy = tmp_path / "toy.pt"
+    train_method(combiner.SPEC, feats, smoke, seed=0, checkpoint=toy)
+    assert "dataset" not in torch.load(toy, weights_only=False)["settings"]
