@@ -18,11 +18,11 @@ import json
 import os
 from pathlib import Path
 
+from cirlib.models.rehearsal_encoder import REHEARSAL_ENCODER
 from cirlib.paths import subdir
 
 REHEARSAL_ENV = "CIRLIB_REHEARSAL"
 # RN50x4's open_clip family shrunk; config and weights writer in cirlib.models.rehearsal_encoder
-REHEARSAL_ENCODER = "RN50x4-rehearsal"
 
 # The sizes a rehearsal replaces in the paper profile; everything else stays the paper's.
 REHEARSAL_SIZES = dict(

@@ -35,10 +35,12 @@ import open_clip
 import torch
 
 from cirlib.io import atomic_torch_save
-from cirlib.rehearsal import REHEARSAL_ENCODER
 
 REHEARSAL_CONFIG_DIR = Path(__file__).parent / "rehearsal_configs"
 __all__ = ["REHEARSAL_CONFIG_DIR", "REHEARSAL_ENCODER", "write_rehearsal_weights"]
+
+# the stem of its open_clip config, rehearsal_configs/RN50x4-rehearsal.json
+REHEARSAL_ENCODER = "RN50x4-rehearsal"
 
 
 def register_rehearsal_configs() -> None:
@@ -51,7 +53,7 @@ def write_rehearsal_weights(
 ) -> Path:
     """Write the ``state_dict`` of ``open_clip.create_model(name)`` initialised under
     ``torch.manual_seed(seed)`` to ``path`` (atomically), in the plain state-dict format
-    open_clip's ``load_checkpoint`` reads. The same seed gives the same tensors, so a rehearsal
+    open_clip's ``load_checkpoint`` reads. The same random seed yields the same tensors, so a rehearsal
     reuses its feature cache and checkpoints.
 
     An existing file is kept: its hash names the features and checkpoints made from it.
