@@ -153,14 +153,7 @@ def optimizer(settings: Settings, cfg):
 
 def fingerprint(settings: Settings) -> dict:
     """The settings, the optimiser and the encoder's id (see :func:`cirlib.methods.pic2word.fingerprint`)."""
-    from cirlib.data.features import encoder_id
-
-    return {
-        "method": "searle",
-        **dataclasses.asdict(settings),
-        "optimizer": "adamw",
-        "encoder_id": encoder_id(settings.encoder, settings.pretrained),
-    }
+    return {**pic2word.fingerprint(settings), "method": "searle", "optimizer": "adamw"}
 
 
 SPEC = MethodSpec(
