@@ -3,7 +3,7 @@ r"""SEARLE-style zero-shot CIR as a registered method: invert a few images, dist
 Optimisation-based textual inversion (:func:`cirlib.zeroshot.oti.invert_images`) finds one
 pseudo-word :math:`v_i` per training image, then a mapping network :math:`\phi` (GELU, dropout
 0.5) learns to reproduce them with NT-Xent at :math:`\tau = 0.25` and AdamW (Baldrati et al.,
-2023; :func:`cirlib.zeroshot.searle.distillation_loss`):
+2023; :func:`loss` below):
 
 .. math:: \mathcal{L}(\phi) = \mathrm{NTXent}_\tau\big(\{v_i\},\ \{\phi(x_i)\}\big).
 

@@ -10,7 +10,7 @@ template holding the pseudo-word followed by the modification text
 
 from cirlib.zeroshot.mapping_network import PseudoWordMapper
 from cirlib.zeroshot.oti import inversion_loss, invert_images
-from cirlib.zeroshot.pic2word import pic2word_loss, pseudo_word_contrastive_loss, train_pic2word
+from cirlib.zeroshot.pic2word import pseudo_word_contrastive_loss
 from cirlib.zeroshot.queries import (
     IMAGE_TEMPLATE,
     PAPER_IMAGE_TEMPLATE,
@@ -20,7 +20,7 @@ from cirlib.zeroshot.queries import (
     mapper_queries,
     pseudo_word_queries,
 )
-from cirlib.zeroshot.searle import SEARLE_TEMPERATURE, distillation_loss, train_searle_phi
+from cirlib.zeroshot.searle import SEARLE_TEMPERATURE
 
 __all__ = [
     "IMAGE_TEMPLATE",
@@ -30,13 +30,9 @@ __all__ = [
     "QUERY_TEMPLATE",
     "SEARLE_TEMPERATURE",
     "PseudoWordMapper",
-    "distillation_loss",
     "inversion_loss",
     "invert_images",
     "mapper_queries",
-    "pic2word_loss",
     "pseudo_word_contrastive_loss",
     "pseudo_word_queries",
-    "train_pic2word",
-    "train_searle_phi",
 ]

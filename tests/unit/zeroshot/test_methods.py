@@ -192,3 +192,16 @@ def test_the_trainer_draws_batches_over_images_and_uses_the_specs_optimiser(spli
     )
     groups = torch.load(tmp_path / "s.pt", weights_only=False)["optimizer"]["param_groups"]
     assert groups[0]["weight_decay"] == get("searle").settings().weight_decay
+
+
+@pytest.mark.parametrize("name", ["pic2word", "searle"])
+def test_training_lowers_the_loss(name, split, tmp_path):
+    # Pic2Word: the mapping loss from near chance (log 16 for a batch of 16); SEARLE: the
+    # distillation loss towards its own inverted pseudo-words
+    feats = _features(split)
+    small = resolve("smoke", epochs=8, batch_size=16, lr=3e-3, device="cpu")
+    options = {"oti_images": 32, "oti_steps": 20} if name == "searle" else {}
+    get(name).fit(feats, small, seed=0, checkpoint=tmp_path / "run.pt", **options)
+    history = [h["loss"] for h in torch.load(tmp_path / "run.pt", weights_only=False)["history"]]
+    assert len(history) == 8
+    assert history[-1] < 0.5 * history[0], history

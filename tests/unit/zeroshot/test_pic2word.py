@@ -1,5 +1,5 @@
-"""Pic2Word-style mapping: the loss against a loop over a hand-written text forward, training on
-images alone, and the composed queries."""
+"""Pic2Word-style mapping: the loss against a loop over a hand-written text forward, and the
+composed queries (training through the registered method: tests/unit/zeroshot/test_methods.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import torch.nn.functional as F
 
 from cirlib.models.backbone import load_backbone
 from cirlib.models.pseudo_tokens import encode_text_with_pseudo_tokens, placeholder_id
-from cirlib.zeroshot.mapping_network import PseudoWordMapper
-from cirlib.zeroshot.pic2word import pic2word_loss, pseudo_word_contrastive_loss, train_pic2word
+from cirlib.zeroshot.pic2word import pseudo_word_contrastive_loss
 from cirlib.zeroshot.queries import pseudo_word_queries
 
 
@@ -73,46 +72,6 @@ def test_limiting_case_perfect_alignment(toy):
         texts = encode_text_with_pseudo_tokens(model, tokens.expand(4, -1), pseudo, star)
         aligned = pseudo_word_contrastive_loss(model, texts, pseudo, tokens, star, 1e4)
     assert float(aligned) < 1e-3
-
-
-def test_training_on_images_alone_lowers_the_loss_and_leaves_the_encoder(toy, tmp_path):
-    model, tokenizer = toy
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    flags = [p.requires_grad for p in model.parameters()]
-    images = torch.randn(48, 128, generator=torch.Generator().manual_seed(1))
-    loss_fn = pic2word_loss(images, model, tokenizer)
-    torch.manual_seed(0)
-    mapper = PseudoWordMapper(128, model.token_embedding.embedding_dim).eval()
-    with torch.no_grad():
-        start = float(loss_fn(mapper, torch.arange(48)))
-    ckpt = tmp_path / "p2w.pt"
-    result = train_pic2word(
-        images, model, tokenizer, epochs=6, batch_size=16, lr=3e-3, checkpoint=ckpt
-    )
-    with torch.no_grad():
-        end = float(loss_fn(result.model, torch.arange(48)))
-    assert end < 0.7 * start
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert [p.requires_grad for p in model.parameters()] == flags
-    # the checkpoint holds the mapper only, and other settings refuse it
-    saved = torch.load(ckpt, weights_only=False)
-    assert set(saved["model"]) == set(result.model.state_dict())
-    with pytest.raises(ValueError, match="other settings"):
-        train_pic2word(
-            images,
-            model,
-            tokenizer,
-            epochs=6,
-            batch_size=16,
-            lr=3e-3,
-            checkpoint=ckpt,
-            encoder_name="another",
-        )
-    # as do other images of the same number
-    with pytest.raises(ValueError, match="other settings"):
-        train_pic2word(
-            images.flip(0), model, tokenizer, epochs=6, batch_size=16, lr=3e-3, checkpoint=ckpt
-        )
 
 
 def test_queries_are_the_template_with_the_pseudo_word(toy):
