@@ -9,12 +9,12 @@ What it does, with ``CIRLIB_REHEARSAL=1`` (``cirlib.rehearsal``: only sizes chan
    ``prepare_data.py``, exactly as the real downloads are installed;
 2. writes the rehearsal encoder's weights (``RN50x4-rehearsal``, a seeded random initialisation
    of RN50x4's open_clip architecture shrunk in width, depth and input size);
-3. executes the chapters in ``PROFILE="paper"`` with ``DATASET`` set: chapters 2-7 and 9 on CIRR and
+3. executes the chapters in ``PROFILE="paper"`` with ``DATASET`` set: chapters 2-9 on CIRR and
    on FashionIQ (``--chapters`` to change), at most ``--jobs`` at a time, each within the
    ``rehearsal`` budget of ``tests/notebooks/budgets.json``;
 4. scores the CIRR test1 upload files that chapters 3 and 9 wrote with the local stand-in for
    the CIRR server (``score_cirr_submission.py``, the toy world's private targets);
-5. checks each dataset's ``results_paper.json`` (written by chapter 8): a rehearsal, the open_clip
+5. checks each dataset's ``results_paper.json`` (written by chapter 9): a rehearsal, the open_clip
    architecture and the installed dataset's manifest, and writes ``rehearsal_report.json``.
 
 Each dataset gets its own data folder (``<data>/rehearsal-<dataset>``): the chapters name their
@@ -36,9 +36,10 @@ from concurrent import futures
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# every chapter with a DATASET parameter (1 and 9 always read the toy world)
+# every chapter with a DATASET parameter (1 and 10 always read the toy world)
 _CHAPTERS = ["02_tiny_clip", "03_combiner", "04_mgur", "05_cala", "06_mapnet", "07_dqe"]
-CHAPTERS = {"cirr": [*_CHAPTERS, "09_comparison"], "fashioniq": [*_CHAPTERS, "09_comparison"]}
+_CHAPTERS += ["08_zero_shot", "09_comparison"]
+CHAPTERS = {"cirr": list(_CHAPTERS), "fashioniq": list(_CHAPTERS)}
 EXPORTS = {"cirr": "cirr_dataset", "fashioniq": "fashionIQ_dataset"}
 
 
@@ -144,9 +145,9 @@ def score_submissions(world: Path, data_dir: Path) -> dict:
 
 
 def check_results(path: Path, dataset: str, weights: Path) -> list[str]:
-    """Problems with chapter 8's results file (empty: it proves the paper path ran)."""
+    """Problems with chapter 9's results file (empty: it proves the paper path ran)."""
     if not path.is_file():
-        return [f"{path} was not written (chapter 8 did not finish)"]
+        return [f"{path} was not written (chapter 9 did not finish)"]
     record = json.loads(path.read_text())
     problems = []
     if record.get("profile") != "paper" or record.get("rehearsal") is not True:

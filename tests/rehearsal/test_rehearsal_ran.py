@@ -36,7 +36,16 @@ def test_results_file_names_the_open_clip_architecture_and_the_installed_manifes
     manifest = record["dataset_manifest"]
     assert manifest["dataset"] == dataset  # written by prepare_data.py when it installed it
     assert manifest["sources"], "the manifest names the toy export it installed"
-    assert record["methods"], "chapter 8 evaluated the methods"
+    assert record["methods"], "chapter 9 evaluated the methods"
+
+
+def test_the_zero_shot_chapter_ran_on_both_datasets(report):
+    # chapter 8 trains Pic2Word-style and SEARLE-style mappings on the installed dataset's train
+    # images with the rehearsal encoder, and compares them with the supervised heads
+    for dataset in DATASETS:
+        rows = {row["chapter"]: row for row in report["datasets"][dataset]["chapters"]}
+        assert "08_zero_shot" in rows, f"chapter 8 was not run on {dataset}: {sorted(rows)}"
+        assert rows["08_zero_shot"]["status"] == "ok", rows["08_zero_shot"]
 
 
 def test_every_chapter_passed_and_the_cirr_files_passed_the_stand_in(report):
@@ -45,7 +54,7 @@ def test_every_chapter_passed_and_the_cirr_files_passed_the_stand_in(report):
         assert part["problems"] == [], part["problems"]
         assert all(row["status"] == "ok" for row in part["chapters"])
     scores = report["datasets"]["cirr"]["submission_scores"]
-    # chapter 3 writes the Combiner's files, chapter 8 every method's (the Combiner's again)
+    # chapter 3 writes the Combiner's files, chapter 9 every method's (the Combiner's again)
     methods = {name.split("-paper-")[0] for name in scores}
     assert methods == {"combiner", "mgur", "cala", "mapnet", "dqe"}, methods
     for name, s in scores.items():
