@@ -4,7 +4,9 @@ Reads two results files written by the comparison chapter (``cirlib.harness.writ
 The reference must list its verdicts (``"verdicts"``: ``cirlib.verdict.Verdict.to_dict()``
 records). The build's verdicts are its own list when it has one; with ``--rejudge`` (or when it
 has none) every reference claim is judged again on the build's per-query ranks with the
-reference's rule (``cirlib.verdict.rejudge``). Prints the two side by side and the count; exits
+reference's rule (``cirlib.verdict.rejudge``). The claims judged on the hard gallery
+(``"hard_gallery"``: its ``"verdicts"`` and the per-query ranks they were judged on) are compared
+the same way, in a second table. Prints the two side by side and the count; exits
 with status 1 when a verdict differs, so a build script can stop on it. ``--error-rate`` also
 prints the rule's false-positive rate measured on the build (two disjoint seed sets of each
 method, ``cirlib.verdict.false_positive_rate``).
@@ -28,11 +30,38 @@ from cirlib.verdict import Verdict, false_positive_rate, rejudge, verdict_agreem
 def _load(path: str) -> dict:
     p = Path(path)
     if not p.is_file():
-        sys.exit(f"error: {p} does not exist; pass a results file written by chapter 8")
+        sys.exit(f"error: {p} does not exist; pass a results file written by chapter 9")
     try:
         return json.loads(p.read_text())
     except json.JSONDecodeError as err:
         sys.exit(f"error: {p} is not JSON ({err}); is it a results file?")
+
+
+def _agreement(build: dict, reference: dict, rejudge_all: bool):
+    """The build's verdicts against the reference's (a record with ``"verdicts"`` and, to judge
+    again, ``"per_query"``)."""
+    if rejudge_all or "verdicts" not in build:
+        ours = [rejudge(build, Verdict.from_dict(v)) for v in reference["verdicts"]]
+    else:
+        ours = build
+    return verdict_agreement(ours, reference)
+
+
+def _hard_gallery(record: dict) -> dict | None:
+    """The record's hard-gallery verdicts as a results record of their own (None when it has
+    none): the same seeds, the hard gallery's per-query ranks when it kept them."""
+    hard = record.get("hard_gallery") or {}
+    if not hard.get("verdicts"):
+        return None
+    own = {"methods": {}, "seeds": record.get("seeds", []), "verdicts": hard["verdicts"]}
+    return own | ({"per_query": hard["per_query"]} if hard.get("per_query") else {})
+
+
+def _print(title: str, agreement) -> None:
+    print(f"== {title}")
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(agreement.table.to_string(index=False, float_format=lambda x: f"{x:+.2f}"))
+    print(agreement)
 
 
 def main(argv=None) -> int:
@@ -47,17 +76,19 @@ def main(argv=None) -> int:
     build, reference = _load(args.build), _load(args.reference)
     if "verdicts" not in reference:
         sys.exit(f"error: {args.reference} lists no verdicts; it cannot serve as a reference")
-    if args.rejudge or "verdicts" not in build:
+    parts = [("test gallery", build, reference)]
+    hard_ref = _hard_gallery(reference)
+    if hard_ref is not None:
+        hard_build = _hard_gallery(build) or {"methods": {}, "seeds": [], "verdicts": []}
+        parts.append(("hard gallery", hard_build, hard_ref))
+    agreed = True
+    for title, ours, ref in parts:
         try:
-            ours = [rejudge(build, Verdict.from_dict(v)) for v in reference["verdicts"]]
+            agreement = _agreement(ours, ref, args.rejudge)
         except ValueError as err:
-            sys.exit(f"error: cannot judge the reference's claims on {args.build}: {err}")
-    else:
-        ours = build
-    agreement = verdict_agreement(ours, reference)
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(agreement.table.to_string(index=False, float_format=lambda x: f"{x:+.2f}"))
-    print(agreement)
+            sys.exit(f"error: cannot judge the reference's {title} claims on {args.build}: {err}")
+        _print(title, agreement)
+        agreed = agreed and agreement.agree == agreement.total
     if args.error_rate:
         try:
             rate = false_positive_rate(build)
@@ -68,7 +99,7 @@ def main(argv=None) -> int:
                 f"false positives: {rate.flagged} of {rate.total} self-comparisons "
                 f"({100 * rate.rate:.1f}%), {rate.seeds_per_side} seeds per side"
             )
-    return 0 if agreement.agree == agreement.total else 1
+    return 0 if agreed else 1
 
 
 if __name__ == "__main__":

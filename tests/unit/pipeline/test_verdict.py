@@ -391,6 +391,41 @@ def test_compare_verdicts_script(tmp_path, capsys):
         script.main([str(tmp_path / "ref.json"), str(tmp_path / "same.json")])
 
 
+def test_compare_verdicts_checks_the_hard_gallery_claims_too(tmp_path, capsys):
+    import json
+
+    script = _script("compare_verdicts")
+
+    def with_hard(test_world, hard_world):
+        record = _record(test_world)
+        record["verdicts"] = [judge(record, "a", "b", "R@1", n_boot=200).to_dict()]
+        hard = _record(hard_world)
+        record["hard_gallery"] = {
+            "verdicts": [judge(hard, "a", "b", "R@1", n_boot=200).to_dict()],
+            "per_query": hard["per_query"],
+        }
+        return record
+
+    # the same test-gallery runs; on the hard gallery "a" is ahead in one build, level in the other
+    (tmp_path / "ref.json").write_text(json.dumps(with_hard(_world(200), _world(200))))
+    (tmp_path / "same.json").write_text(json.dumps(with_hard(_world(200), _world(200))))
+    (tmp_path / "flat.json").write_text(json.dumps(with_hard(_world(200), _world(0))))
+    for extra in ([], ["--rejudge"]):
+        assert script.main([str(tmp_path / "same.json"), str(tmp_path / "ref.json"), *extra]) == 0
+        out = capsys.readouterr().out
+        assert "== test gallery" in out and "== hard gallery" in out
+        assert out.count("1 of 1 verdicts agree") == 2
+        assert script.main([str(tmp_path / "flat.json"), str(tmp_path / "ref.json"), *extra]) == 1
+        out = capsys.readouterr().out
+        assert "1 of 1 verdicts agree" in out and "0 of 1 verdicts agree" in out
+    # a build without the hard gallery's ranks cannot be judged again on it
+    bare = with_hard(_world(200), _world(200))
+    del bare["hard_gallery"]["per_query"]
+    (tmp_path / "bare.json").write_text(json.dumps(bare))
+    with pytest.raises(SystemExit, match="hard gallery claims"):
+        script.main([str(tmp_path / "bare.json"), str(tmp_path / "ref.json"), "--rejudge"])
+
+
 def test_verdict_frame_has_one_row_per_claim():
     verdicts = [
         _v("dqe", "combiner", "R@10", "supported", 2.46),
