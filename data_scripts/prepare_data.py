@@ -185,15 +185,19 @@ def _record_images(plan: Plan, loaded) -> None:
     plan.image_files.update(p for p in loaded.image_paths.values() if os.path.lexists(p))
 
 
-def _verify_splits(plan: Plan, load: Callable, splits, **kwargs) -> Callable[[Path], list[str]]:
-    """A plan's ``verify``: load every split of the staged dataset with its real loader and
-    report its size, plus the loader's warnings as notes."""
+def _verify_splits(
+    plan: Plan, load: Callable, splits, *, record: bool = True, **kwargs
+) -> Callable[[Path], list[str]]:
+    """A plan's ``verify``: load every split of the staged dataset with its real loader
+    (``kwargs`` passed on) and report its size, plus the loader's warnings as notes; ``record``:
+    remember the images the splits use, for the decoding pass."""
 
     def verify(root: Path) -> list[str]:
         lines = []
         for split in splits:
             loaded, notes = _quietly(load, root, split, **kwargs)
-            _record_images(plan, loaded)
+            if record:
+                _record_images(plan, loaded)
             lines.append(_split_summary(split, loaded))
             lines += [f"  note: {n}" for n in notes]
         return lines
@@ -271,18 +275,13 @@ def plan_cirr(source: Path, images: Path | None, args) -> Plan:
             if (image_root / top).is_dir():
                 plan.links[top] = image_root / top
 
-    def verify(root: Path) -> list[str]:
-        lines = []
-        for split in CIRR_SPLITS:
-            loaded = load_cirr(
-                root, split, check_images=not (args.annotations_only or args.allow_missing_images)
-            )
-            if not args.annotations_only:
-                _record_images(plan, loaded)
-            lines.append(_split_summary(split, loaded))
-        return lines
-
-    plan.verify = verify
+    plan.verify = _verify_splits(
+        plan,
+        load_cirr,
+        CIRR_SPLITS,
+        record=not args.annotations_only,
+        check_images=not (args.annotations_only or args.allow_missing_images),
+    )
     return plan
 
 
@@ -525,18 +524,13 @@ def plan_circo(source: Path, images: Path | None, args) -> Plan:
             if folder.is_dir():
                 plan.links[str(CIRCO_IMAGE_DIR)] = folder
 
-    def verify(root: Path) -> list[str]:
-        lines = []
-        for split in CIRCO_SPLITS:
-            loaded = load_circo(
-                root, split, check_images=not (args.annotations_only or args.allow_missing_images)
-            )
-            if not args.annotations_only:
-                _record_images(plan, loaded)
-            lines.append(_split_summary(split, loaded))
-        return lines
-
-    plan.verify = verify
+    plan.verify = _verify_splits(
+        plan,
+        load_circo,
+        CIRCO_SPLITS,
+        record=not args.annotations_only,
+        check_images=not (args.annotations_only or args.allow_missing_images),
+    )
     return plan
 
 
