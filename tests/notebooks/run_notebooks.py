@@ -397,6 +397,19 @@ def report_markdown(
     return "\n".join(lines)
 
 
+def _git_commit() -> str:
+    """The short hash of the checked-out commit ("unknown" outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
 class InlineExecutor(futures.Executor):
     """Run each task when it is submitted, in this process (``--jobs 1``: no worker processes;
     the chapters' kernels choose their threads as they would anywhere)."""
@@ -488,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "profile": args.profile,
         "seed": args.seed,
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "code_version": _git_commit(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "jobs": jobs,
