@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dataset",
         default="",
-        help="the chapters' DATASET parameter (chapters 2-8; default: the profile's own)",
+        help="the chapters' DATASET parameter (chapters 2-9; default: the profile's own)",
     )
     parser.add_argument(
         "--jobs",
