@@ -771,6 +771,13 @@ def describe_best(
     return _LEAD + text if lead else text
 
 
+def _name_list(titles) -> str:
+    """Titles joined by commas, or by semicolons when a title holds a comma itself ("MGUR,
+    augmenter alone"), so that a reader can tell where one name ends."""
+    titles = list(titles)
+    return ("; " if any("," in t for t in titles) else ", ").join(titles)
+
+
 def _describe_best(verdicts: Sequence[Verdict], titles: Mapping[str, str] | None) -> str:
     verdicts = list(verdicts)
     if not verdicts:
@@ -806,7 +813,7 @@ def _describe_best(verdicts: Sequence[Verdict], titles: Mapping[str, str] | None
     )
     if len(first.seeds) < first.min_seeds:
         return (
-            f"On {on}, none of {', '.join(titles[n] for n in names)} can be ranked: they were "
+            f"On {on}, none of {_name_list(titles[n] for n in names)} can be ranked: they were "
             f"measured on fewer seeds than the {first.min_seeds} the rule needs to tell a "
             f"difference from training noise ({tail})."
         )
@@ -818,7 +825,7 @@ def _describe_best(verdicts: Sequence[Verdict], titles: Mapping[str, str] | None
         whom = (
             titles[others[0]]
             if len(others) == 1
-            else "each of " + ", ".join(titles[y] for y in others)
+            else "each of " + _name_list(titles[y] for y in others)
         )
         return f"On {on}, {titles[x]} is above {whom}, beyond noise ({evidence}; {tail})."
     decided = []
@@ -829,10 +836,10 @@ def _describe_best(verdicts: Sequence[Verdict], titles: Mapping[str, str] | None
             decided.append(_evidence_of(pairs[frozenset((x, y))], y, x, titles))
     if not decided:
         return (
-            f"On {on}, none of {', '.join(titles[n] for n in names)} is ahead of another beyond "
+            f"On {on}, none of {_name_list(titles[n] for n in names)} is ahead of another beyond "
             f"noise: every pairwise difference is within it ({tail})."
         )
     return (
-        f"On {on}, none of {', '.join(titles[n] for n in names)} is ahead of all the others "
+        f"On {on}, none of {_name_list(titles[n] for n in names)} is ahead of all the others "
         f"beyond noise; the differences beyond noise are {'; '.join(decided)} ({tail})."
     )

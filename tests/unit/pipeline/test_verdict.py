@@ -466,6 +466,11 @@ def test_describe_best_names_a_winner_only_when_it_wins_every_pair():
     ]
     text = describe_best(level, titles)
     assert "none of the hardest band, our mid-zone, uniform sampling is ahead of another" in text
+    # titles that hold a comma are listed with semicolons, so each name stays readable
+    commas = {"hard": "MGUR, augmenter alone", "mid": "MGUR, blend off", "uni": "Combiner"}
+    assert "none of MGUR, augmenter alone; MGUR, blend off; Combiner is ahead" in describe_best(
+        level, commas
+    )
     for word in ("above", "beats", "best", "better"):
         assert word not in text
     partial = [level[0], _pair("hard", "uni", 2.0, "supported"), level[2]]
