@@ -54,8 +54,8 @@ MGUR_PAPER_RECIPE = {
     "schedule": "5-epoch linear warm-up, x0.1 at epochs 35 and 42",
     "epochs / batch": "60 / 32",
     "feature norm / effective scale": "4 / 16",
-    "blend": "gamma_e = exp(-e / 60)",
-    "augmenter": "alpha ~ N(1, sigma), beta ~ N(mu, sigma), paper form (norm ~6x)",
+    "blend": "omega_e = exp(-e / 60)",
+    "augmenter": "alpha ~ N(1, sigma^2), beta ~ N(mu, sigma^2), paper form (norm ~6x)",
     "model selection": "best epoch by validation R@10, on the split that is reported",
 }
 
