@@ -27,7 +27,7 @@ hands it a DDP-wrapped model (:func:`is_wrapped`), and is the unchanged one-proc
 otherwise (without a process group, or with ``distributed=False``):
 
 * everything that spans the batch is gathered: queries and targets (in-batch negatives), but
-  also batch statistics (MGUR's spread :math:`s` of the jittered targets), kernels over the
+  also batch statistics (MGUR's spread :math:`u` of the jittered targets), kernels over the
   batch's targets (MAPNet's :math:`W`), every logit matrix's two sides (CaLa's branches) and
   per-query tensors whose loss is normalised over the batch (DQE-CIR's mined negatives, gates);
 * random draws that belong to the global batch (MGUR's augmenter noise, DQE-CIR's choice of

@@ -13,11 +13,12 @@ import math
 def coarse_to_fine_weight(epoch: int, total_epochs: int, gamma_scale: float = 1.0) -> float:
     r"""MGUR's weight of the coarse-grained (uncertainty) loss at a 0-based epoch.
 
-    .. math:: \gamma_e = \exp\!\Big(-g\,\frac{e}{E}\Big), \qquad e = 0, \dots, E - 1
+    .. math:: \omega_e = \exp\!\Big(-g\,\frac{e}{E}\Big), \qquad e = 0, \dots, E - 1
 
-    :math:`\gamma_0 = 1` (only the coarse term), decaying to :math:`e^{-g (E-1)/E}` at the last
-    epoch (MGUR: :math:`g = 1`, :math:`E = 60`, so :math:`\approx 0.37`); the fine-grained loss
-    gets :math:`1 - \gamma_e`. ``gamma_scale = 0`` keeps the weight at 1.
+    with :math:`g` = ``gamma_scale``: :math:`\omega_0 = 1` (only the coarse term), decaying to
+    :math:`e^{-g (E-1)/E}` at the last epoch (MGUR: :math:`g = 1`, :math:`E = 60`, so
+    :math:`\approx 0.37`); the fine-grained loss gets :math:`1 - \omega_e`. ``gamma_scale = 0``
+    keeps the weight at 1.
 
     Introduced in chapter "MGUR: multi-grained uncertainty regularisation".
     """
@@ -31,7 +32,7 @@ def coarse_to_fine_weight(epoch: int, total_epochs: int, gamma_scale: float = 1.
 def mean_coarse_to_fine_weight(total_epochs: int, gamma_scale: float = 1.0) -> float:
     r"""The average of :func:`coarse_to_fine_weight` over the epochs of a run.
 
-    .. math:: \bar\gamma = \frac1E \sum_{e=0}^{E-1} e^{-g e / E}
+    .. math:: \bar\omega = \frac1E \sum_{e=0}^{E-1} e^{-g e / E}
 
     A constant blend with this weight gives each loss the same total weight over training as the
     schedule does, without the coarse-first order: the "blend off" control.

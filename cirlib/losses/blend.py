@@ -10,15 +10,15 @@ def blend_losses(
 ) -> torch.Tensor:
     r"""Mix two losses with a weight on the coarse one.
 
-    .. math:: \mathcal{L} = \gamma\, \mathcal{L}_{coarse} + (1 - \gamma)\, \mathcal{L}_{fine},
-              \qquad \gamma \in [0, 1]
+    .. math:: \mathcal{L} = \omega\, \mathcal{L}_{coarse} + (1 - \omega)\, \mathcal{L}_{fine},
+              \qquad \omega \in [0, 1]
 
     MGUR (Chen et al., 2024) uses :math:`\mathcal{L}_{coarse} = \mathcal{L}_u` (uncertainty regularisation) and
     :math:`\mathcal{L}_{fine} = \mathcal{L}_{BBC}` against the clean targets, with
-    :math:`\gamma` from :func:`cirlib.schedules.coarse_to_fine_weight`. At :math:`\gamma = 0` the
-    result *is* ``fine_loss`` (the coarse one is not even looked at, so it may be ``None`` and a
-    non-finite value there cannot leak in as ``0 * inf``); at :math:`\gamma = 1` it is
-    ``coarse_loss``.
+    :math:`\omega = \omega_e` from :func:`cirlib.schedules.coarse_to_fine_weight`. At
+    :math:`\omega = 0` the result *is* ``fine_loss`` (the coarse one is not even looked at, so it
+    may be ``None`` and a non-finite value there cannot leak in as ``0 * inf``); at
+    :math:`\omega = 1` it is ``coarse_loss``.
 
     Examples
     --------

@@ -18,7 +18,7 @@ def margin_ranking_loss(
     .. math::
 
         \mathcal{L}_{rank} = \frac{1}{BK}\sum_{i=1}^{B}\sum_{k=1}^{K}
-            \max\big(0,\; m - s(q_i, t_i) + s(q_i, n_{ik})\big)
+            \max\big(0,\; m - \mathrm{sim}(q_i, t_i) + \mathrm{sim}(q_i, n_{ik})\big)
 
     Unlike the logistic pairwise term it has a hard stop: pairs already separated by
     :math:`m` give exactly zero gradient. DQE-CIR lists a margin ranking term in its objective

@@ -19,7 +19,7 @@ def pairwise_preference_loss(
     .. math::
 
         \mathcal{L}_{pair} = \frac{1}{BK}\sum_{i=1}^{B}\sum_{k=1}^{K}
-            -\log \sigma\!\Big(\frac{s(q_i, t_i) - s(q_i, n_{ik})}{\tau}\Big)
+            -\log \sigma\!\Big(\frac{\mathrm{sim}(q_i, t_i) - \mathrm{sim}(q_i, n_{ik})}{\tau}\Big)
 
     A Bradley–Terry preference "the target is preferred over :math:`n_{ik}`": the gradient
     fades once the gap exceeds a few :math:`\tau`, so an already-separated negative stops

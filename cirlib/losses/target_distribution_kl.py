@@ -58,7 +58,8 @@ def target_distribution_kl_loss(
 
     .. math::
 
-        \pi_i = \operatorname{softmax}\big([s(q_i,t_i),\, s(q_i,n_{i1}),\dots,s(q_i,n_{iK})]/\tau\big),
+        \pi_i = \operatorname{softmax}\big([\mathrm{sim}(q_i,t_i),\, \mathrm{sim}(q_i,n_{i1}),\dots,
+            \mathrm{sim}(q_i,n_{iK})]/\tau\big),
         \qquad
         \mathcal{L}_{KL} = \frac1B\sum_{i=1}^{B}\sum_{k=0}^{K} p_{ik}\log\frac{p_{ik}}{\pi_{ik}}
 

@@ -13,20 +13,20 @@ from cirlib.losses.batch_classification import batch_classification_loss
 def aleatoric_loss(matching_loss: torch.Tensor, uncertainty: torch.Tensor | float) -> torch.Tensor:
     r"""Scale a loss down by an uncertainty and charge for the uncertainty itself.
 
-    .. math:: \mathcal{L}_u = \tfrac12\big(e^{-s}\,\mathcal{L} + s\big)
+    .. math:: \mathcal{L}_u = \tfrac12\big(e^{-u}\,\mathcal{L} + u\big)
 
-    The form of Kendall and Gal's (2017) aleatoric regression loss, with :math:`s` in the place of the
-    log-variance: a large :math:`s` forgives a large :math:`\mathcal{L}` but costs :math:`s/2`.
-    Minimising over :math:`s` alone gives :math:`s^\ast = \log \mathcal{L}`.
+    The form of Kendall and Gal's (2017) aleatoric regression loss, with the uncertainty :math:`u`
+    in the place of the log-variance: a large :math:`u` forgives a large :math:`\mathcal{L}` but
+    costs :math:`u/2`. Minimising over :math:`u` alone gives :math:`u^\ast = \log \mathcal{L}`.
 
     Parameters
     ----------
     matching_loss : scalar (or any shape, broadcast with ``uncertainty``).
-    uncertainty : :math:`s`, scalar or broadcastable tensor.
+    uncertainty : :math:`u`, scalar or broadcastable tensor.
 
     Examples
     --------
-    At :math:`s = 0` it is half the loss; the best :math:`s` for a loss of :math:`e` is 1.
+    At :math:`u = 0` it is half the loss; the best :math:`u` for a loss of :math:`e` is 1.
 
     >>> import torch
     >>> float(aleatoric_loss(torch.tensor(2.0), 0.0))
@@ -43,10 +43,12 @@ def aleatoric_loss(matching_loss: torch.Tensor, uncertainty: torch.Tensor | floa
 def feature_spread(features: torch.Tensor) -> torch.Tensor:
     r"""The standard deviation of *all* entries of a ``[B, D]`` tensor (unbiased), a scalar.
 
-    .. math:: s = \sqrt{\tfrac{1}{BD-1}\sum_{i,d} (\hat f_{id} - \bar f)^2}
+    .. math:: \mathrm{std}(F) = \sqrt{\tfrac{1}{BD-1}\sum_{i,d} (F_{id} - \bar F)^2},
+              \qquad \bar F = \tfrac{1}{BD}\sum_{i,d} F_{id}
 
-    MGUR's (Chen et al., 2024) uncertainty :math:`s` is this spread of the augmented targets (one number per batch,
-    not one per sample). Introduced in chapter "MGUR: multi-grained uncertainty regularisation".
+    MGUR's (Chen et al., 2024) uncertainty is this spread of the augmented targets,
+    :math:`u = \mathrm{std}(\tilde F)` with rows :math:`\tilde f_i` (one number per batch, not one
+    per sample). Introduced in chapter "MGUR: multi-grained uncertainty regularisation".
 
     Examples
     --------
@@ -69,25 +71,26 @@ def uncertainty_regularisation_loss(
 
     .. math::
 
-        \mathcal{L}_{aug} = \frac1B\sum_i -\log\frac{\exp(s_\ell\, q_i^\top \hat t_i)}
-                                                     {\sum_j \exp(s_\ell\, q_i^\top \hat t_j)},
+        \mathcal{L}_{aug} = \frac1B\sum_i -\log\frac{\exp(s\, q_i^\top \tilde f_i)}
+                                                     {\sum_j \exp(s\, q_i^\top \tilde f_j)},
         \qquad
-        \mathcal{L}_u = \tfrac12\big(e^{-s}\,\mathcal{L}_{aug} + s\big),
-        \qquad s = \mathrm{std}(\hat T)
+        \mathcal{L}_u = \tfrac12\big(e^{-u}\,\mathcal{L}_{aug} + u\big),
+        \qquad u = \mathrm{std}(\tilde F)
 
-    with :math:`\hat T` the ``[B, D]`` augmented targets (:func:`feature_spread`). The targets are
-    **not** re-normalised: their norm enters the logits, as in MGUR's code.
+    with :math:`\tilde F` the ``[B, D]`` augmented targets, rows :math:`\tilde f_i`
+    (:func:`feature_spread`). The targets are **not** re-normalised: their norm enters the
+    logits, as in MGUR's code.
 
     Parameters
     ----------
     queries : ``[B, D]`` composed queries.
     augmented_targets : ``[B, D]`` output of :func:`cirlib.models.augmenter.gaussian_feature_augment`.
-    scale : logit scale :math:`s_\ell` applied to ``queries @ augmented_targets.T``.
+    scale : logit scale :math:`s` applied to ``queries @ augmented_targets.T``.
     similarity : replaces the dot product (see :func:`batch_classification_loss`).
 
     Examples
     --------
-    Targets with no spread (:math:`s = 0`): half the batch classification loss.
+    Targets with no spread (:math:`u = 0`): half the batch classification loss.
 
     >>> import torch
     >>> q, t = torch.eye(2), torch.ones(2, 2)

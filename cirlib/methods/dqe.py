@@ -1,14 +1,14 @@
 r"""DQE-CIR as a recipe on cached features: attribute-weighted queries + mid-zone negatives.
 
-The objective for a batch :math:`\mathcal{B}` (scores :math:`s` from
+The objective for a batch :math:`\mathcal{B}` (scores :math:`\mathrm{sim}(q, c)` from
 :class:`~cirlib.models.attributes.AttributeWeightedCombiner`, negatives :math:`n_{ik}` from
 :class:`~cirlib.miners.TargetRelativeMiner`):
 
 .. math::
 
     \mathcal{L} = \mathcal{L}_{BBC}
-        + \lambda_{pair}\,\mathcal{L}_{pair} + \lambda_{KL}\,\mathcal{L}_{KL}
-        + \lambda_{rank}\,\mathcal{L}_{rank} + \lambda_{attr}\,\mathcal{L}_{attr}
+        + w_{pair}\,\mathcal{L}_{pair} + w_{KL}\,\mathcal{L}_{KL}
+        + w_{rank}\,\mathcal{L}_{rank} + w_{attr}\,\mathcal{L}_{attr}
 
 (Park, Park and Lee, 2026; the weights and the BBC term are ours). DQE-CIR has no public code;
 :data:`SETTING_SOURCES` says where each setting comes from (only the abstract is the paper's own

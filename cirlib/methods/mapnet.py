@@ -20,8 +20,8 @@ book's reconstruction, each choice named where it is made:
   :math:`e_q^\top e_t = \tfrac12(q_{comb}^\top \hat x_t + \bar f^{q\top} \bar f^t)`, one vector
   per gallery image (the gallery side needs the trained schema module:
   :func:`mapnet_gallery`).
-* **Objective.** :math:`\mathcal{L} = \mathcal{L}_{BBC}(e_q, e_t) + \lambda_{MSI}
-  \mathcal{L}_{MSI}(F^q, F^t) + \lambda_{RP}\mathcal{L}_{RP}(e_q, e_t; W)`, with
+* **Objective.** :math:`\mathcal{L} = \mathcal{L}_{BBC}(e_q, e_t) + w_{MSI}
+  \mathcal{L}_{MSI}(F^q, F^t) + w_{RP}\mathcal{L}_{RP}(e_q, e_t; W)`, with
   :math:`W` from the frozen target features. The weights are unpublished; both default to 1.
   The README's squared-MMD alignment loss is left out: no source gives its formula.
 
@@ -213,8 +213,8 @@ def mapnet_loss(
     .. math::
 
         \mathcal{L} = \mathcal{L}_{BBC}(e_q, e_t)
-            + \lambda_{MSI}\,\mathcal{L}_{MSI}(F^q, F^t; \tau)
-            + \lambda_{RP}\,\mathcal{L}_{RP}(e_q, e_t; W_\sigma, \gamma)
+            + w_{MSI}\,\mathcal{L}_{MSI}(F^q, F^t; \tau)
+            + w_{RP}\,\mathcal{L}_{RP}(e_q, e_t; W_\sigma, \gamma)
 
     :math:`W_\sigma` comes from the frozen, normalised global target features (a fixed label of
     how alike two targets are, untouched by training). A weight of 0 skips its term (and its

@@ -5,12 +5,13 @@ features as in chapter "The Combiner baseline"; MGUR changes only the loss:
 
 .. math::
 
-    \mathcal{L} = \gamma_e\, \underbrace{\tfrac12\big(e^{-s}\,\mathcal{L}_{aug} + s\big)}_{\text{coarse}}
-                + (1 - \gamma_e)\, \underbrace{\mathcal{L}_{BBC}(q, t)}_{\text{fine}},
-    \qquad \gamma_e = e^{-g e / E}
+    \mathcal{L} = \omega_e\, \underbrace{\tfrac12\big(e^{-u}\,\mathcal{L}_{aug} + u\big)}_{\text{coarse}}
+                + (1 - \omega_e)\, \underbrace{\mathcal{L}_{BBC}(q, t)}_{\text{fine}},
+    \qquad \omega_e = e^{-g e / E}
 
 with :math:`\mathcal{L}_{aug}` the batch classification loss against targets jittered by the
-Gaussian feature augmenter. Each piece can be switched off for ablations.
+Gaussian feature augmenter and :math:`u` their spread (MGUR's uncertainty). Each piece can be
+switched off for ablations.
 
 Introduced in chapter "MGUR: multi-grained uncertainty regularisation".
 """
@@ -53,8 +54,8 @@ MGUR_PAPER_RECIPE = {
     "schedule": "5-epoch linear warm-up, x0.1 at epochs 35 and 42",
     "epochs / batch": "60 / 32",
     "feature norm / effective scale": "4 / 16",
-    "blend": "gamma_e = exp(-e / 60)",
-    "augmenter": "alpha ~ N(1, sigma), beta ~ N(mu, sigma), paper form (norm ~6x)",
+    "blend": "omega_e = exp(-e / 60)",
+    "augmenter": "alpha ~ N(1, sigma^2), beta ~ N(mu, sigma^2), paper form (norm ~6x)",
     "model selection": "best epoch by validation R@10, on the split that is reported",
 }
 
@@ -86,7 +87,7 @@ def _augment(targets: torch.Tensor, form: str, noise_scale: float, wrapped: bool
     """The augmenter on the batch's (frozen) targets; over ranks, drawn once for the global batch.
 
     Under DDP rank 0 jitters all ``B`` targets and sends them to the other ranks: the noise is
-    then the same on every rank (the spread :math:`s` and the coarse logits are one batch's),
+    then the same on every rank (the spread :math:`u` and the coarse logits are one batch's),
     and it is drawn from rank 0's stream, which is the one-process stream, so with dropout off
     it is the one-process noise exactly. With dropout on, rank 0's dropout draws (for its
     ``B / W`` rows) move that stream differently, so the noise equals a one-process run's in
@@ -119,10 +120,10 @@ def mgur_loss(
 
     With :math:`q` the Combiner's (unit) queries, :math:`t` the unit target features and
     :math:`r` = ``feature_norm``, the fine term is :math:`\mathcal{L}_{BBC}` with logits
-    :math:`s_\ell\, q^\top t`. The coarse term jitters :math:`r t` (MGUR's norm-:math:`r`
-    feature) with the augmenter and scores :math:`\tfrac{s_\ell}{r}\, q^\top \hat f`, which equals
-    :math:`s_\ell \cos` for an un-jittered or norm-preserved target and reproduces MGUR's logits
-    :math:`f_s^\top \hat f` exactly for :math:`s_\ell = 16, r = 4`.
+    :math:`s\, q^\top t`. The coarse term jitters :math:`r t` (MGUR's norm-:math:`r`
+    feature) with the augmenter and scores :math:`\tfrac{s}{r}\, q^\top \tilde f`, which equals
+    :math:`s \cos` for an un-jittered or norm-preserved target and reproduces MGUR's logits
+    :math:`f_s^\top \tilde f` exactly for :math:`s = 16, r = 4`.
 
     Parameters
     ----------
@@ -134,11 +135,11 @@ def mgur_loss(
     noise_scale : multiplies the augmenter's noise spread (1 = MGUR, 0 = no noise).
     regulariser : wrap the coarse term in the aleatoric form (else use :math:`\mathcal{L}_{aug}`).
     feature_norm : :math:`r`; ``None`` takes :func:`matched_feature_norm` of the feature size.
-    blend : ``"coarse_to_fine"`` (:math:`\gamma_e = e^{-g e/E}`) or ``"constant"`` (the schedule's
+    blend : ``"coarse_to_fine"`` (:math:`\omega_e = e^{-g e/E}`) or ``"constant"`` (the schedule's
         mean over the run, so only the coarse-first order is removed).
 
     Under ``fit(distributed=True)`` (``model`` wrapped in DDP) the queries and targets of all
-    ranks are gathered, so both terms, the spread :math:`s` and the augmenter's draws are those
+    ranks are gathered, so both terms, the spread :math:`u` and the augmenter's draws are those
     of the global batch (:func:`_augment`), and every rank computes the one-process loss of the
     whole batch (:mod:`cirlib.distributed`).
 

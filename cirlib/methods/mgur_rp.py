@@ -10,11 +10,11 @@ composed query, :math:`\hat t_j` the frozen unit target features and
 
 .. math::
 
-    \mathcal{L} = \underbrace{\gamma_e \mathcal{L}_{coarse} + (1-\gamma_e) \mathcal{L}_{BBC}}_{
-        \text{MGUR}} + \lambda_{RP}\, \mathcal{L}_{RP}(q, \hat t; W, \gamma)
+    \mathcal{L} = \underbrace{\omega_e \mathcal{L}_{coarse} + (1-\omega_e) \mathcal{L}_{BBC}}_{
+        \text{MGUR}} + w_{RP}\, \mathcal{L}_{RP}(q, \hat t; W, \gamma)
 
 MGUR's terms and schedule are :func:`~cirlib.methods.mgur.mgur_loss` unchanged; RP uses
-MAPNet's README values (:math:`\sigma = 0.6`, :math:`\gamma = 0.5`) and weight 1 (MAPNet's
+MAPNet's README values (:math:`\sigma = 0.6`, :math:`\gamma = 0.5`) and :math:`w_{RP} = 1` (MAPNet's
 chapter default). The head is the Combiner, so inference is the Combiner's.
 
 Introduced in chapter "Comparing the methods".

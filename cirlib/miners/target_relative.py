@@ -5,15 +5,15 @@ target :math:`t_i` and a candidate gallery image :math:`c`,
 
 .. math::
 
-    \Delta_{ic} = s(q_i, t_i) - s(q_i, c),
+    \Delta_{ic} = \mathrm{sim}(q_i, t_i) - \mathrm{sim}(q_i, c),
 
 the candidate's score gap *to the target, under the current model* (the book's reading (a); Park,
 Park and Lee, 2026 do not define it). Small or negative :math:`\Delta` means the model already ranks :math:`c` next to
 (or above) the target: a hard negative, or a valid image the annotation did not list (a false
 negative). Large :math:`\Delta` means an easy negative that teaches nothing. The other
-reading, (b) :math:`\Delta_{ic} = s(t_i, c)` (image–image similarity to the target), would never
-change on a frozen gallery, so refreshing it would be pointless; the chapter's exercise compares
-the two. DQE-CIR's own definition is unpublished.
+reading, (b) :math:`\Delta_{ic} = \mathrm{sim}(t_i, c)` (image–image similarity to the target),
+would never change on a frozen gallery, so refreshing it would be pointless; the chapter's
+exercise compares the two. DQE-CIR's own definition is unpublished.
 
 **The mid-zone.** Over the query's candidates :math:`C_i` (the gallery minus the excluded
 images: the target, any listed valid target, the reference), sort :math:`\Delta` ascending and
@@ -49,7 +49,7 @@ def delta_scores(scores: torch.Tensor, target_columns: torch.Tensor) -> torch.Te
 
     Parameters
     ----------
-    scores : ``[Q, N]`` query–candidate scores :math:`S_{ic} = s(q_i, c)`.
+    scores : ``[Q, N]`` query–candidate scores :math:`S_{ic} = \mathrm{sim}(q_i, c)`.
     target_columns : ``[Q]`` column of each query's target in ``scores``.
 
     Returns

@@ -23,9 +23,9 @@ ours):
       q^a = \mathrm{normalize}\big([(1-g_k)\,\varphi_a(z_k) + g_k v_k]_{k=1..T}\big).
 
 * **Text-conditioned weights**: :math:`w = \mathrm{softmax}(\mathrm{MLP}(x_T)) \in \Delta^{A}`.
-* **Score**: :math:`s(q, c) = w_0\, q^{0\top} t^0_c + \sum_a w_a\, q^{a\top} t^a_c`, which is the
-  dot product of :math:`[w_0 q^0; w_1 q^1; \dots]` with :math:`[t^0; t^1; \dots]`, so retrieval
-  stays one matrix product over stored gallery embeddings.
+* **Score**: :math:`\mathrm{sim}(q, c) = w_0\, q^{0\top} t^0_c + \sum_a w_a\, q^{a\top} t^a_c`,
+  which is the dot product of :math:`[w_0 q^0; w_1 q^1; \dots]` with :math:`[t^0; t^1; \dots]`,
+  so retrieval stays one matrix product over stored gallery embeddings.
 
 Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
 """
@@ -138,7 +138,7 @@ class AttributeWeightedCombiner(nn.Module):
     returns :class:`GalleryParts`; :meth:`joint_query` and :meth:`joint_gallery` flatten them so
     that ``joint_query(q) @ joint_gallery(g).T`` is the score
 
-    .. math:: s(q, c) = w_0\, q^{0\top} t^0_c + \sum_a w_a\, q^{a\top} t^a_c.
+    .. math:: \mathrm{sim}(q, c) = w_0\, q^{0\top} t^0_c + \sum_a w_a\, q^{a\top} t^a_c.
 
     With ``attributes=()`` the head *is* the Combiner (one weight, equal to 1). Token width
     ``W`` and count ``T`` come from the features, so the same head runs on the toy encoder

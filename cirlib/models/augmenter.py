@@ -14,11 +14,15 @@ AUGMENTER_FORMS = ("paper", "norm_preserving")
 def standardise_rows(features: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     r"""Zero mean and unit variance for each row, over its ``D`` features.
 
-    .. math:: \mathrm{IN}(f)_d = \frac{f_d - \bar f}{\sqrt{\tfrac1D\sum_k (f_k - \bar f)^2 + \epsilon}}
+    .. math::
+
+        \mathrm{IN}(f)_d = \frac{f_d - \mu}{\sqrt{\sigma_b^2 + \epsilon}}, \qquad
+        \mu = \tfrac1D\sum_k f_k, \qquad \sigma_b^2 = \tfrac1D\sum_k (f_k - \mu)^2
 
     This is what ``nn.InstanceNorm1d`` (no affine, no running statistics) computes on a 2-D
     ``[B, D]`` tensor since torch 1.11, which treats it as one unbatched sample with ``B``
-    channels: each row is normalised on its own, with the *biased* variance and ``eps = 1e-5``.
+    channels: each row is normalised on its own, with the *biased* variance :math:`\sigma_b^2` and
+    ``eps = 1e-5``.
 
     Shapes: ``[B, D]`` in, ``[B, D]`` out. Introduced in chapter "MGUR: multi-grained uncertainty
     regularisation".
@@ -42,19 +46,19 @@ def gaussian_feature_augment(
 
     .. math::
 
-        \alpha_d \sim \mathcal{N}(1, (\lambda\sigma)^2), \qquad
-        \beta_d \sim \mathcal{N}(\mu, (\lambda\sigma)^2), \qquad
-        \hat f = \alpha \odot \mathrm{IN}(f) + \beta
+        \alpha_d \sim \mathcal{N}(1, (\kappa\sigma)^2), \qquad
+        \beta_d \sim \mathcal{N}(\mu, (\kappa\sigma)^2), \qquad
+        \tilde f = \alpha \odot \mathrm{IN}(f) + \beta
 
     with :math:`\mathrm{IN}` the row standardisation of :func:`standardise_rows` and
-    :math:`\lambda` = ``noise_scale`` (1 in MGUR; 0 removes the noise). ``form="paper"`` returns
-    :math:`\hat f` as MGUR's paper and code define it. Because :math:`\mathrm{IN}(f)` has norm
+    :math:`\kappa` = ``noise_scale`` (1 in MGUR; 0 removes the noise). ``form="paper"`` returns
+    :math:`\tilde f` as MGUR's paper and code define it. Because :math:`\mathrm{IN}(f)` has norm
     :math:`\approx\sqrt D` whatever the norm of :math:`f`, the output is about
     :math:`\sqrt{D}/\lVert f\rVert` times longer than the input (MGUR: norm 4, ``D = 512``, so
     about 6 times; MGUR's ``normal_augmenter.py``). ``form="norm_preserving"`` keeps the direction of
-    :math:`\hat f` and gives each row back its input norm:
+    :math:`\tilde f` and gives each row back its input norm:
 
-    .. math:: \hat f^{\,\mathrm{np}} = \lVert f\rVert\, \frac{\hat f}{\lVert \hat f\rVert}
+    .. math:: \tilde f^{\,\mathrm{np}} = \lVert f\rVert\, \frac{\tilde f}{\lVert \tilde f\rVert}
 
     The noise is drawn without gradient (MGUR uses ``Distribution.sample``), so gradients reach
     ``features`` only through :math:`\mathrm{IN}(f)` (and the rescaling).
@@ -63,7 +67,7 @@ def gaussian_feature_augment(
     ----------
     features : ``[B, D]``, the (target) features to jitter.
     form : ``"paper"`` or ``"norm_preserving"``.
-    noise_scale : :math:`\lambda`, multiplies the noise's standard deviation (not a setting of
+    noise_scale : :math:`\kappa`, multiplies the noise's standard deviation (not a setting of
         MGUR, whose ``alpha_scale``/``beta_scale`` multiply the draws themselves and are 1).
     generator : optional random generator; the global one otherwise.
 

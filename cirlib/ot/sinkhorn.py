@@ -86,11 +86,12 @@ def sinkhorn_potentials(
     :math:`u \leftarrow a / (K v)`, :math:`v \leftarrow b / (K^\top u)`: two small batched
     products per iteration instead of about twenty element-wise passes (MAPNet's 8 x 8 problems
     solve about 3.7x faster, ``python data_scripts/bench_sinkhorn.py``). Each row of :math:`K` is first
-    divided by its largest entry (a factor :math:`u` absorbs), so a row's entries lie in
-    :math:`[e^{-s}, 1]` with :math:`s` the row's span of :math:`M/\tau`. That is safe only while
-    :math:`s` is moderate; ``"auto"`` (default) takes the kernel path when every row spans at
-    most :data:`KERNEL_SPAN` nats for the dtype (MAPNet's cosine costs with :math:`\tau = 0.1`
-    span at most 20) and the log domain otherwise, ``"log"`` forces the log domain.
+    divided by its largest entry (a factor :math:`u` absorbs), so row :math:`i`'s entries lie in
+    :math:`[e^{-\delta_i}, 1]` with :math:`\delta_i` the row's span of :math:`M/\tau`. That is safe
+    only while :math:`\delta_i` is moderate; ``"auto"`` (default) takes the kernel path when every
+    row spans at most :data:`KERNEL_SPAN` nats for the dtype (MAPNet's cosine costs with
+    :math:`\tau = 0.1` span at most 20) and the log domain otherwise, ``"log"`` forces the log
+    domain.
 
     Parameters
     ----------

@@ -1,10 +1,10 @@
 r"""The mapping network of zero-shot textual inversion: frozen image feature -> pseudo-word.
 
-.. math:: \phi(x) = W_L\, \sigma(\dots \sigma(W_1 \hat x + b_1) \dots) + b_L,
+.. math:: \phi(x) = W_L\, \mathrm{act}(\dots \mathrm{act}(W_1 \hat x + b_1) \dots) + b_L,
           \qquad \hat x = x / \lVert x \rVert,
 
 an MLP from the encoder's image feature :math:`x \in \mathbb{R}^{D}` to a vector of the text
-tower's word-embedding space :math:`\mathbb{R}^{W}`, with activation :math:`\sigma` (ReLU, or
+tower's word-embedding space :math:`\mathbb{R}^{W}`, with activation :math:`\mathrm{act}` (ReLU, or
 GELU as in SEARLE's released network) and dropout after every hidden layer. Pic2Word (Saito et al., 2023) trains it contrastively on images alone
 (:mod:`cirlib.zeroshot.pic2word`); SEARLE (Baldrati et al., 2023) distils per-image optimised
 pseudo-words into it (:mod:`cirlib.zeroshot.searle`). The input is L2-normalised first because

@@ -89,8 +89,8 @@ NOTATION_CHAPTERS = [p for p in CHAPTERS if p.name[:2] in {f"{i:02d}" for i in r
 RETIRED = {
     r"s_\ell": "the logit scale is $s$",
     r"\gamma_e": r"MGUR's blend weight is $\omega_e$ ($\gamma$ is RPLoss's)",
-    r"\lambda_{MSI}": r"loss weights are $w$ ($\lambda$ is the Combiner's text weight)",
-    r"\lambda_{RP}": r"loss weights are $w$ ($\lambda$ is the Combiner's text weight)",
+    # \lambda_{MSI}, \lambda_{RP}, \lambda_{pair}, \lambda_{KL}, ...: any subscripted lambda
+    "\\lambda_{": r"loss weights are $w_{MSI}$, $w_{RP}$, ... ($\lambda$ is the Combiner's text weight)",
     r"e^{-s}": r"MGUR's uncertainty is $u$ ($s$ is the logit scale)",
     r"\hat f": r"an augmented feature is $\tilde f$ (a hat means normalised)",
     "s(q": r"a score is $\mathrm{sim}(q, c)$ ($s$ is the logit scale)",
@@ -119,15 +119,52 @@ def test_the_notation_page_lists_each_symbol_once_and_is_in_the_book():
     assert "file: book/notation" in toc.split("caption: Reference")[1]
 
 
-@pytest.mark.parametrize("path", NOTATION_CHAPTERS, ids=lambda p: p.stem)
-def test_chapters_use_the_notation(path):
-    text = _markdown(path)
-    found = [
+def _retired_in(text: str) -> list[str]:
+    """The retired spellings in ``text``, each with its fix (not inside a longer name)."""
+    return [
         f"{old!r}: {why}"
         for old, why in RETIRED.items()
         if re.search(r"(?<![A-Za-z_\\])" + re.escape(old), text)
     ]
+
+
+@pytest.mark.parametrize("path", NOTATION_CHAPTERS, ids=lambda p: p.stem)
+def test_chapters_use_the_notation(path):
+    found = _retired_in(_markdown(path))
     assert not found, f"{path.name} uses retired notation:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_library_docstrings_use_the_notation(path):
+    # readers open the docstrings from the chapters, so their math follows the notation page too;
+    # the whole source is read (docstrings, comments, messages): the spellings are LaTeX or prose
+    rel = path.relative_to(REPO).as_posix()
+    found = [
+        f"{rel}:{number}: {hit}"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        for hit in _retired_in(line)
+    ]
+    assert not found, "retired notation in the library (use book/notation.md):\n" + "\n".join(found)
+
+
+def test_the_retired_spellings_are_found_where_they_are_used_and_only_there():
+    for bad in (
+        r":math:`\lambda_{pair}\,\mathcal{L}_{pair}`",
+        r"\mathcal{L}_u = \tfrac12\big(e^{-s}\,\mathcal{L} + s\big)",
+        r"\max\big(0,\; m - s(q_i, t_i) + s(q_i, n_{ik})\big)",
+        r"\hat f = \alpha \odot \mathrm{IN}(f) + \beta",
+        r"\gamma_e = e^{-g e / E}",
+    ):
+        assert _retired_in(bad), bad
+    for good in (
+        r"\lambda = \sigma\big(w_\lambda^\top \mathrm{drop}(\mathrm{ReLU}(W_\lambda c))\big)",
+        r"\mathcal{L}_u = \tfrac12\big(e^{-u}\,\mathcal{L} + u\big)",
+        r"\mathrm{sim}(q_i, t_i) - \mathrm{sim}(q_i, n_{ik})",
+        "ranks = target_ranks(q, gallery, targets(q))",
+        r"\tilde f = \alpha \odot \mathrm{IN}(f) + \beta, \qquad \hat F_k",
+        r"\max(\gamma - W_{ij}, 0)",
+    ):
+        assert not _retired_in(good), good
 
 
 def test_every_listed_symbol_is_used_in_a_chapter():
