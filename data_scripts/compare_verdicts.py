@@ -12,7 +12,7 @@ prints the rule's false-positive rate measured on the build (two disjoint seed s
 method, ``cirlib.verdict.false_positive_rate``).
 
     python data_scripts/compare_verdicts.py _build/stage/book/results_toy.json \\
-        book/results_toy_reference.json --error-rate
+        book/data/results_toy_reference.json --error-rate
 """
 
 from __future__ import annotations
