@@ -55,6 +55,19 @@ def circo_training_split(
     DatasetError
         The two splits do not share a gallery, or no image is left once the named ones are
         removed.
+
+    Examples
+    --------
+    Of five images, a val query names 1 (reference), 2 and 3 (its targets) and a test query
+    names 4 (its reference; its targets are private): image 5 alone is left to train on.
+
+    >>> from cirlib.data.records import CIRSplit, Triplet
+    >>> gallery = ["1", "2", "3", "4", "5"]
+    >>> val = CIRSplit("circo/val", [Triplet(0, "1", ("is red",), "is red", "2",
+    ...                                      valid_targets=("2", "3"))], gallery, {})
+    >>> test = CIRSplit("circo/test", [Triplet(0, "4", ("is blue",), "is blue")], gallery, {})
+    >>> circo_training_split(val, test).gallery
+    ['5']
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise ValueError(f"limit must be a whole number >= 0 (0: every image), got {limit!r}")
