@@ -320,3 +320,17 @@ def test_map_at_k_on_the_profile_split_counts_every_listed_target(tmp_path, monk
     # R@K reads the first listed target (target_img_id): 9761 at place 3, 119881 at place 1
     assert (got["R@1"], got["R@5"]) == (50.0, 100.0)
     assert got["mR@1"] == 50.0 and got["n"] == 2
+
+
+def test_only_the_zero_shot_chapter_declares_itself_zero_shot():
+    """Chapters 2-7 and 9 call load_splits(cfg) and are refused on CIRCO; chapter 8 alone runs."""
+    calls = {}
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        calls[path.stem] = ("load_splits(cfg" in code, "zero_shot=True" in code)
+    assert calls["08_zero_shot"] == (True, True)
+    takes_dataset = [s for s in calls if s[:2] in {"02", "03", "04", "05", "06", "07", "09"}]
+    assert len(takes_dataset) == 7
+    for stem in takes_dataset:
+        assert calls[stem] == (True, False), stem
