@@ -118,7 +118,8 @@ def checked_seed(seed) -> int:
 DATASETS = {
     "smoke": ("toy",),
     "toy": ("toy",),
-    "paper": ("cirr", "fashioniq", "fashion200k", "shoes"),
+    # circo: zero-shot only (no training triplets), see cirlib.data.registry.load_splits
+    "paper": ("cirr", "fashioniq", "fashion200k", "shoes", "circo"),
 }
 
 

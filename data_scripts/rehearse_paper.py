@@ -2,18 +2,23 @@
 
     python data_scripts/rehearse_paper.py                       # CIRR and FashionIQ, 2 at a time
     python data_scripts/rehearse_paper.py --datasets cirr --jobs 1
+    python data_scripts/rehearse_paper.py --datasets circo      # chapter 8 on CIRCO
 
 What it does, with ``CIRLIB_REHEARSAL=1`` (``cirlib.rehearsal``: only sizes change):
 
-1. builds the ``smoke`` toy world and installs its CIRR and FashionIQ exports with
-   ``prepare_data.py``, exactly as the real downloads are installed;
+1. builds the ``smoke`` toy world and installs its CIRR and FashionIQ exports (and, for
+   ``circo``, its CIRCO export, ``cirlib.data.toy_circo``) with ``prepare_data.py``, exactly as
+   the real downloads are installed;
 2. writes the rehearsal encoder's weights (``RN50x4-rehearsal``, a seeded random initialisation
    of RN50x4's open_clip architecture shrunk in width, depth and input size);
 3. executes the chapters in ``PROFILE="paper"`` with ``DATASET`` set: chapters 2-9 on CIRR and
-   on FashionIQ (``--chapters`` to change), at most ``--jobs`` at a time, each within the
-   ``rehearsal`` budget of ``tests/notebooks/budgets.json``;
+   on FashionIQ, chapter 8 alone on CIRCO (it has no training triplets; ``--chapters`` to
+   change), at most ``--jobs`` at a time, each within the ``rehearsal`` budget of
+   ``tests/notebooks/budgets.json``;
 4. scores the CIRR test1 upload files that chapters 3 and 9 wrote with the local stand-in for
-   the CIRR server (``score_cirr_submission.py``, the toy world's private targets);
+   the CIRR server (``score_cirr_submission.py``, the toy world's private targets), and the
+   CIRCO test files that chapter 8 wrote with the stand-in for CIRCO's
+   (``cirlib.circo_test_server``); on CIRCO it also records chapter 8's glued mAP@K;
 5. checks each dataset's ``results_paper.json`` (written by chapter 9): a rehearsal, the open_clip
    architecture and the installed dataset's manifest, and writes ``rehearsal_report.json``.
 
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -39,8 +45,12 @@ REPO = Path(__file__).resolve().parents[1]
 # every chapter with a DATASET parameter (1 and 10 always read the toy world)
 _CHAPTERS = ["02_tiny_clip", "03_combiner", "04_mgur", "05_cala", "06_mapnet", "07_dqe"]
 _CHAPTERS += ["08_zero_shot", "09_comparison"]
-CHAPTERS = {"cirr": list(_CHAPTERS), "fashioniq": list(_CHAPTERS)}
-EXPORTS = {"cirr": "cirr_dataset", "fashioniq": "fashionIQ_dataset"}
+CHAPTERS = {"cirr": list(_CHAPTERS), "fashioniq": list(_CHAPTERS), "circo": ["08_zero_shot"]}
+EXPORTS = {"cirr": "cirr_dataset", "fashioniq": "fashionIQ_dataset", "circo": "circo_dataset"}
+DEFAULT_DATASETS = ["cirr", "fashioniq"]
+# chapter 8's rows on CIRCO and the metric CIRCO reports
+CIRCO_ROWS = ("sum", "pic2word", "searle")
+CIRCO_MAP_KS = (5, 10, 25, 50)
 
 
 def _runner():
@@ -68,6 +78,11 @@ def prepare(dataset: str, data_dir: Path) -> tuple[Path, Path]:
         "print(prepare_toyworld(resolve('smoke')))\n"
         "print(write_rehearsal_weights(rehearsal_weights_path()))\n"
     )
+    if dataset == "circo":  # written on request, from the finished world
+        code += (
+            "from cirlib.data.toy_circo import export_toy_circo\n"
+            "export_toy_circo(prepare_toyworld(resolve('smoke')))\n"
+        )
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
     )
@@ -144,6 +159,49 @@ def score_submissions(world: Path, data_dir: Path) -> dict:
     return scores
 
 
+def score_circo_files(world: Path, data_dir: Path) -> dict:
+    """The CIRCO stand-in server's mAP@K for every test file chapter 8 wrote."""
+    from cirlib.circo_test_server import CircoSubmissionRejected, score_circo_submission
+
+    folder = data_dir / "submissions"
+    targets = world / "private" / "circo" / "test.gt.json"
+    scores = {}
+    for path in sorted(folder.glob("*_circo_test.json")) if folder.is_dir() else []:
+        try:
+            scores[path.name] = score_circo_submission(targets, path)
+        except CircoSubmissionRejected as err:
+            scores[path.name] = {"rejected": str(err)}
+    return scores
+
+
+def glued_values(notebook: Path) -> dict[str, str]:
+    """``{glue name: its text}`` of an executed chapter (``rerun_chapter.glued_values``)."""
+    spec = importlib.util.spec_from_file_location(
+        "rerun_chapter", REPO / "data_scripts" / "rerun_chapter.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.glued_values(notebook)
+
+
+def circo_map(notebook: Path) -> tuple[dict, list[str]]:
+    """Chapter 8's glued mAP@K on CIRCO per row (``{row: {"mAP@K": value}}``) and problems."""
+    if not notebook.is_file():
+        return {}, [f"{notebook} was not written (chapter 8 did not run)"]
+    glued = glued_values(notebook)
+    table, problems = {}, []
+    for row in CIRCO_ROWS:
+        for k in CIRCO_MAP_KS:
+            name = f"{row}_map{k}"
+            try:
+                value = float(glued[name])
+            except (KeyError, ValueError):
+                problems.append(f"chapter 8 glued no number {name!r} on CIRCO")
+                continue
+            table.setdefault(row, {})[f"mAP@{k}"] = value
+    return table, problems
+
+
 def check_results(path: Path, dataset: str, weights: Path) -> list[str]:
     """Problems with chapter 9's results file (empty: it proves the paper path ran)."""
     if not path.is_file():
@@ -171,7 +229,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--datasets", nargs="+", choices=sorted(CHAPTERS), default=list(CHAPTERS))
+    ap.add_argument(
+        "--datasets",
+        nargs="+",
+        choices=sorted(CHAPTERS),
+        default=DEFAULT_DATASETS,
+        help=f"default: {' '.join(DEFAULT_DATASETS)}",
+    )
     ap.add_argument("--chapters", nargs="+", help="file stems (default: per dataset, above)")
     ap.add_argument("--stage", type=Path, default=REPO / "_build" / "rehearsal")
     ap.add_argument(
@@ -219,11 +283,23 @@ def main(argv=None) -> int:
         problems += [f"{name}: {s['rejected']}" for name, s in scores.items() if "rejected" in s]
         if dataset == "cirr" and not scores:
             problems.append("no CIRR test1 upload files were written")
+        map_at_k = {}
+        if dataset == "circo":
+            scores = score_circo_files(world, data_dir)
+            problems += [f"{n}: {s['rejected']}" for n, s in scores.items() if "rejected" in s]
+            written = {name.split("-paper-")[0] for name in scores}
+            if "08_zero_shot" in (args.chapters or CHAPTERS[dataset]):
+                if written != set(CIRCO_ROWS):
+                    problems.append(f"CIRCO test files written for {sorted(written)}")
+                notebook = stage / dataset / "notebooks" / "08_zero_shot.ipynb"
+                map_at_k, more = circo_map(notebook)
+                problems += more
         if (stage / dataset / "book" / "results_paper.json").is_file():
             shutil.copy2(results, stage / f"results_paper_{dataset}.json")
         report["datasets"][dataset] = {
             "chapters": rows,
             "submission_scores": scores,
+            "map_at_k": map_at_k,
             "problems": problems,
             "seconds": round(time.monotonic() - t0, 1),
             "prepare_seconds": round(prepared, 1),

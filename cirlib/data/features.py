@@ -120,6 +120,11 @@ def encode_split(
     batch_size: int = 512,
     device: str = "cpu",
 ) -> SplitFeatures:
+    if tokens and not split.triplets:
+        raise ValueError(
+            f"split {split.name!r} has no queries, so it has no text tokens: encode it with "
+            "tokens=False (a method that trains on images alone reads images only)"
+        )
     model.to(device).eval()
     images, image_toks = [], []
     for start in range(0, len(split.gallery), batch_size):
@@ -133,6 +138,8 @@ def encode_split(
         images.append(g.float().cpu())
     texts, text_toks, masks = [], [], []
     captions = [t.caption for t in split.triplets]
+    if not captions:  # images alone (CIRCO's zero-shot training images): no text rows
+        texts.append(torch.zeros(0, images[0].shape[1]))
     for start in range(0, len(captions), batch_size):
         ids = tokenizer(captions[start : start + batch_size]).to(device)
         if tokens:
@@ -142,13 +149,13 @@ def encode_split(
         else:
             g = backbone.encode_texts(model, ids)
         texts.append(g.float().cpu())
-    ref = torch.tensor([split.index_of(t.reference) for t in split.triplets])
-    tgt = torch.tensor([split.index_of(t.target) if t.target else -1 for t in split.triplets])
+    ref = [split.index_of(t.reference) for t in split.triplets]
+    tgt = [split.index_of(t.target) if t.target else -1 for t in split.triplets]
     return SplitFeatures(
         images=torch.cat(images),
         texts=torch.cat(texts),
-        reference_index=ref,
-        target_index=tgt,
+        reference_index=torch.tensor(ref, dtype=torch.long),
+        target_index=torch.tensor(tgt, dtype=torch.long),
         image_tokens=torch.cat(image_toks) if tokens else None,
         text_tokens=torch.cat(text_toks) if tokens else None,
         text_mask=torch.cat(masks) if tokens else None,

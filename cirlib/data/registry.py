@@ -14,6 +14,12 @@
   validation split: papers select and report on the test split (MGUR's "best epoch on the
   evaluated split"), so ``"val"`` and ``"test"`` are the same split, which chapters must say.
   Images without a file are skipped with one warning (``missing_images="skip"``).
+* ``circo`` — under ``$CIRLIB_DATA_DIR/circo``, zero-shot only (``zero_shot=True``, chapter
+  "Zero-shot CIR"): CIRCO has no training triplets. ``"val"`` and ``"test"`` are its
+  validation split (every valid target listed; its test targets are private, scored by a
+  server from :mod:`cirlib.eval.circo_submission`), ``"train"`` the unlabeled gallery images no
+  query names (:mod:`cirlib.data.circo_training_images`: a transductive choice). Any other
+  caller is refused with an error that names the zero-shot chapter.
 
 Each real dataset is installed by ``python data_scripts/prepare_<dataset>.py <downloaded folder>``.
 
@@ -22,6 +28,8 @@ Chapters call this instead of naming a dataset, so the same chapter runs on eith
 
 from __future__ import annotations
 
+from cirlib.data.circo import load_circo
+from cirlib.data.circo_training_images import circo_training_split
 from cirlib.data.cirr import load_cirr
 from cirlib.data.fashion200k import load_fashion200k
 from cirlib.data.fashioniq_splits import load_fashioniq_splits
@@ -30,7 +38,9 @@ from cirlib.data.shoes import load_shoes
 from cirlib.data.toy import load_toy, prepare_toyworld
 from cirlib.paths import subdir
 
-DATASETS = ("toy", "cirr", "fashioniq", "fashion200k", "shoes")
+DATASETS = ("toy", "cirr", "fashioniq", "fashion200k", "shoes", "circo")
+# the only chapter that runs without training triplets (CIRCO)
+ZERO_SHOT_CHAPTER = "chapter 8, notebooks/08_zero_shot.ipynb (zero-shot CIR)"
 
 
 def _not_prepared(name: str, root, what: str) -> DatasetError:
@@ -41,7 +51,36 @@ def _not_prepared(name: str, root, what: str) -> DatasetError:
     )
 
 
-def load_splits(cfg) -> dict[str, CIRSplit]:
+def _load_circo_splits(zero_shot: bool) -> dict[str, CIRSplit]:
+    if not zero_shot:
+        raise DatasetError(
+            "CIRCO has no training triplets (a validation and a test split of queries, no "
+            "training split), so only the zero-shot chapter runs on it: "
+            f"{ZERO_SHOT_CHAPTER}. Run this chapter with DATASET set to 'cirr' or "
+            "'fashioniq' (or leave it empty), or call load_splits(cfg, zero_shot=True) for a "
+            "method that trains on images alone"
+        )
+    root = subdir("circo")
+    if not (root / "annotations" / "val.json").is_file():
+        raise DatasetError(
+            f"CIRCO is not prepared under {root}: run `python data_scripts/prepare_data.py "
+            "circo <folder with annotations/ and COCO2017_unlabeled/>`, as described in "
+            'book/setup.md ("Real datasets")'
+        )
+    val = load_circo(root, "val", check_images=True)
+    train = circo_training_split(val, load_circo(root, "test"))
+    return {"train": train, "val": val, "test": val}
+
+
+def load_splits(cfg, *, zero_shot: bool = False) -> dict[str, CIRSplit]:
+    """The profile's ``{"train", "val", "test"}`` splits (module docstring).
+
+    ``zero_shot=True`` declares a caller that trains on images alone; it is what CIRCO, which
+    has no training triplets, requires (any other caller gets a :class:`DatasetError` naming
+    the zero-shot chapter). On the other datasets it changes nothing.
+    """
+    if cfg.dataset == "circo":
+        return _load_circo_splits(zero_shot)
     if cfg.dataset == "toy":
         world = prepare_toyworld(cfg)
         return {s: load_toy(world, s) for s in ("train", "val", "test")}

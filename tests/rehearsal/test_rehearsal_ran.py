@@ -59,3 +59,25 @@ def test_every_chapter_passed_and_the_cirr_files_passed_the_stand_in(report):
     assert methods == {"combiner", "mgur", "cala", "mapnet", "dqe"}, methods
     for name, s in scores.items():
         assert set(s) >= {"R@1", "R@50", "Rs@1", "Avg"}, name
+
+
+def test_the_zero_shot_chapter_ran_on_circo_with_map_at_k_and_server_files(report):
+    # chapter 8 alone on the toy world's CIRCO export: no supervised row, mAP@5/10/25/50 over
+    # every listed target for the sum and both zero-shot methods, one test file each, which the
+    # CIRCO stand-in server scored
+    part = report["datasets"].get("circo")
+    if part is None:
+        pytest.skip(
+            "CIRCO was not rehearsed: python data_scripts/rehearse_paper.py --datasets circo"
+        )
+    assert part["problems"] == [], part["problems"]
+    assert [(r["chapter"], r["status"]) for r in part["chapters"]] == [("08_zero_shot", "ok")]
+    table = part["map_at_k"]
+    assert sorted(table) == ["pic2word", "searle", "sum"]
+    for row, values in table.items():
+        assert sorted(values) == ["mAP@10", "mAP@25", "mAP@5", "mAP@50"], row
+        assert all(0.0 <= v <= 100.0 for v in values.values()), (row, values)
+    scores = part["submission_scores"]
+    assert {name.split("-paper-")[0] for name in scores} == {"sum", "pic2word", "searle"}
+    for name, s in scores.items():
+        assert set(s) == {"mAP@5", "mAP@10", "mAP@25", "mAP@50"}, (name, s)

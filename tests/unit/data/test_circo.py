@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -182,3 +183,154 @@ def test_prepare_data_circo_installs_and_reports_missing(tmp_path, monkeypatch, 
     assert "val: 2 queries, gallery 66 images" in out and "test: 2 queries" in out
     installed = load_circo(tmp_path / "data" / "circo", "val", check_images=True)
     assert len(installed) == 2 and (tmp_path / "data" / "circo" / "manifest.json").is_file()
+
+
+# --------------------------------------------------------------- CIRCO as a profile's dataset
+# The fixture's images no query names: every id but the val references and listed targets
+# (85932, 375057; 9761, 489535, 57541, 119881) and the test references (1003, 1004).
+NAMED = {85932, 375057, 9761, 489535, 57541, 119881, 1003, 1004}
+UNNAMED = [str(i) for i in IDS if i not in NAMED]
+
+
+def _paper_circo(tmp_path, monkeypatch):
+    from cirlib.config import resolve
+
+    monkeypatch.setenv("CIRLIB_DATA_DIR", str(tmp_path / "data"))
+    _write(tmp_path / "data" / "circo")
+    return resolve("paper", dataset="circo", device="cpu")
+
+
+def test_paper_profile_accepts_circo_and_zero_shot_loads_val_test_and_unlabeled_train(
+    tmp_path, monkeypatch
+):
+    from cirlib.data.registry import load_splits
+
+    splits = load_splits(_paper_circo(tmp_path, monkeypatch), zero_shot=True)
+    assert splits["val"] is splits["test"] and splits["val"].name == "circo/val"
+    assert [t.pair_id for t in splits["test"].triplets] == [0, 1]
+    train = splits["train"]
+    assert train.name == "circo/train" and train.triplets == []
+    assert train.gallery == UNNAMED  # all 58 left, in the gallery's order
+    assert train.load_image(UNNAMED[0]).size == (3, 2)
+
+
+def test_every_other_caller_is_refused_with_the_zero_shot_chapter_named(tmp_path, monkeypatch):
+    from cirlib.data.registry import load_splits
+
+    cfg = _paper_circo(tmp_path, monkeypatch)
+    with pytest.raises(DatasetError, match="no training triplets") as err:
+        load_splits(cfg)
+    assert "08_zero_shot" in str(err.value) and "'cirr'" in str(err.value)
+
+
+def test_circo_not_installed_names_prepare_data(tmp_path, monkeypatch):
+    from cirlib.config import resolve
+    from cirlib.data.registry import load_splits
+
+    monkeypatch.setenv("CIRLIB_DATA_DIR", str(tmp_path / "empty"))
+    with pytest.raises(DatasetError, match="CIRCO is not prepared") as err:
+        load_splits(resolve("paper", dataset="circo", device="cpu"), zero_shot=True)
+    assert "prepare_data.py circo" in str(err.value)
+
+
+def test_training_sample_is_fixed_in_gallery_order_and_never_a_named_image(tmp_path):
+    from cirlib.data.circo_training_images import circo_training_split
+
+    root = _write(tmp_path / "CIRCO", images=False)
+    val, test = load_circo(root, "val"), load_circo(root, "test")
+    assert circo_training_split(val, test, limit=0).gallery == UNNAMED
+    assert circo_training_split(val, test, limit=100).gallery == UNNAMED
+    small = circo_training_split(val, test, limit=7).gallery
+    assert len(small) == 7 and set(small) <= set(UNNAMED)
+    assert small == sorted(small, key=UNNAMED.index)  # gallery order
+    assert small == circo_training_split(val, test, limit=7).gallery  # one fixed sample
+    assert small != UNNAMED[:7]  # a sample over the whole gallery, not its head
+    with pytest.raises(ValueError, match="whole number >= 0"):
+        circo_training_split(val, test, limit=-1)
+
+
+def test_training_split_needs_one_gallery_and_an_image_left(tmp_path):
+    import dataclasses
+
+    from cirlib.data.circo_training_images import circo_training_split
+
+    root = _write(tmp_path / "CIRCO", images=False)
+    val, test = load_circo(root, "val"), load_circo(root, "test")
+    other = dataclasses.replace(test, gallery=test.gallery[:-1])
+    with pytest.raises(DatasetError, match="rank different galleries"):
+        circo_training_split(val, other)
+    only_named = [n for n in val.gallery if int(n) in NAMED]
+    crowded = dataclasses.replace(val, gallery=only_named)
+    with pytest.raises(DatasetError, match="none is left to train"):
+        circo_training_split(crowded, dataclasses.replace(test, gallery=only_named))
+
+
+def test_an_image_only_split_encodes_to_no_text_rows(tmp_path):
+    from cirlib.data.circo_training_images import circo_training_split
+    from cirlib.data.features import encode_split
+
+    root = _write(tmp_path / "CIRCO")
+    train = circo_training_split(load_circo(root, "val"), load_circo(root, "test"))
+
+    class Model(torch.nn.Module):  # 4-d features: the image's mean colour and a constant
+        def encode_image(self, x, normalize=False):
+            return torch.cat([x.mean(dim=(2, 3)), torch.ones(len(x), 1)], dim=1)
+
+        def encode_text(self, ids, normalize=False):
+            raise AssertionError("an image-only split has no text to encode")
+
+    def preprocess(image):
+        return torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)
+
+    feats = encode_split(train, Model(), preprocess, None, batch_size=16)
+    assert feats.images.shape == (len(UNNAMED), 4) and feats.texts.shape == (0, 4)
+    assert feats.reference_index.dtype == torch.long and len(feats.reference_index) == 0
+    # the first training image's red channel (JPEG keeps it within a step or two)
+    assert float(feats.images[0, 0]) == pytest.approx(int(UNNAMED[0]) % 255, abs=2)
+    with pytest.raises(ValueError, match="no queries, so it has no text tokens"):
+        encode_split(train, Model(), preprocess, None, tokens=True)
+
+
+def test_map_at_k_on_the_profile_split_counts_every_listed_target(tmp_path, monkeypatch):
+    """mAP@5/10/25/50 by hand on the split load_splits gives: gt_img_ids feed evaluate."""
+    from cirlib.data.registry import load_splits
+
+    test = load_splits(_paper_circo(tmp_path, monkeypatch), zero_shot=True)["test"]
+    n = len(test.gallery)
+    # query 0 (targets 9761, 489535, 57541): its ranking, reference removed, is 1000, 9761,
+    # 489535, 1001, ..., with 57541 at place 30; query 1 finds its only target first.
+    fillers = [str(i) for i in range(1001, 1029)]  # places 4 to 31, minus the one taken
+    order0 = ["85932", "1000", "9761", "489535", *fillers[:26], "57541", *fillers[26:]]
+    scores = torch.zeros(2, n)
+    for rank, name in enumerate(order0):
+        scores[0, test.index_of(name)] = 100.0 - rank
+    scores[1, test.index_of("119881")] = 5.0
+
+    class Features:
+        images = torch.eye(n)
+        reference_index = torch.tensor([test.index_of(t.reference) for t in test.triplets])
+        target_index = torch.tensor([test.index_of(t.target) for t in test.triplets])
+
+    got = evaluate(scores, Features(), test)["all"]
+    hits_before_30 = 1 / 2 + 2 / 3  # precision at places 2 and 3
+    ap0 = {5: hits_before_30 / 3, 10: hits_before_30 / 3, 25: hits_before_30 / 3}
+    ap0[50] = (hits_before_30 + 3 / 30) / 3
+    for k in (5, 10, 25, 50):
+        assert got[f"mAP@{k}"] == pytest.approx(100 * (ap0[k] + 1) / 2), k
+    # R@K reads the first listed target (target_img_id): 9761 at place 3, 119881 at place 1
+    assert (got["R@1"], got["R@5"]) == (50.0, 100.0)
+    assert got["mR@1"] == 50.0 and got["n"] == 2
+
+
+def test_only_the_zero_shot_chapter_declares_itself_zero_shot():
+    """Chapters 2-7 and 9 call load_splits(cfg) and are refused on CIRCO; chapter 8 alone runs."""
+    calls = {}
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        calls[path.stem] = ("load_splits(cfg" in code, "zero_shot=True" in code)
+    assert calls["08_zero_shot"] == (True, True)
+    takes_dataset = [s for s in calls if s[:2] in {"02", "03", "04", "05", "06", "07", "09"}]
+    assert len(takes_dataset) == 7
+    for stem in takes_dataset:
+        assert calls[stem] == (True, False), stem
