@@ -1,8 +1,8 @@
 """Rehearse the paper profile on the CPU before spending GPU hours: the same code, tiny sizes.
 
-    python data_scripts/rehearse_paper.py                       # CIRR and FashionIQ, 2 at a time
+    python data_scripts/rehearse_paper.py                       # CIRR, FashionIQ and CIRCO
     python data_scripts/rehearse_paper.py --datasets cirr --jobs 1
-    python data_scripts/rehearse_paper.py --datasets circo      # chapter 8 on CIRCO
+    python data_scripts/rehearse_paper.py --datasets circo      # chapter 8 on CIRCO only
 
 What it does, with ``CIRLIB_REHEARSAL=1`` (``cirlib.rehearsal``: only sizes change):
 
@@ -47,7 +47,7 @@ _CHAPTERS = ["02_tiny_clip", "03_combiner", "04_mgur", "05_cala", "06_mapnet", "
 _CHAPTERS += ["08_zero_shot", "09_comparison"]
 CHAPTERS = {"cirr": list(_CHAPTERS), "fashioniq": list(_CHAPTERS), "circo": ["08_zero_shot"]}
 EXPORTS = {"cirr": "cirr_dataset", "fashioniq": "fashionIQ_dataset", "circo": "circo_dataset"}
-DEFAULT_DATASETS = ["cirr", "fashioniq"]
+DEFAULT_DATASETS = ["cirr", "fashioniq", "circo"]
 # chapter 8's rows on CIRCO and the metric CIRCO reports
 CIRCO_ROWS = ("sum", "pic2word", "searle")
 CIRCO_MAP_KS = (5, 10, 25, 50)
