@@ -1,0 +1,72 @@
+"""The course page's toy lab times come from a committed run report of a toy build
+(data_scripts/lab_times.py): the table is that report's, chapter by chapter, and the committed
+table cannot drift from the committed report."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "lab_times", REPO / "data_scripts" / "lab_times.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _report(**changes):
+    rows = [  # out of the book's order on purpose: the table follows the book
+        {"notebook": "notebooks/03_combiner.ipynb", "seconds": 905.0, "status": "ok", "beside": 2},
+        {"notebook": "notebooks/01_task_data_metrics.ipynb", "seconds": 162.3, "status": "ok",
+         "beside": 2},
+        {"notebook": "notebooks/02_tiny_clip.ipynb", "seconds": 130.2, "status": "ok",
+         "beside": 1},
+    ]  # fmt: skip
+    report = {
+        "profile": "toy",
+        "cpu_count": 2,
+        "jobs": 2,
+        "threads_per_chapter": 1,
+        "total_seconds": 1200.0,
+        "date": "2026-12-05",
+        "code_version": "abc1234",
+        "notebooks": rows,
+    }
+    return report | changes
+
+
+def test_the_table_has_each_chapter_in_minutes_in_the_books_order():
+    table = _script().lab_times_markdown(_report())
+    lines = table.splitlines()
+    assert "2026-12-05" in lines[0] and "`abc1234`" in lines[0] and "20 minutes" in lines[0]
+    rows = [line for line in lines if line.startswith("| ") and line[2].isdigit()]
+    assert rows == [  # titles read from the notebooks; beside: the other chapters running
+        "| 1 The task, the data and the metrics | 2.7 | 1 |",
+        "| 2 A tiny CLIP for a tiny world | 2.2 | 0 |",
+        "| 3 The Combiner baseline | 15.1 | 1 |",
+    ]
+
+
+def test_a_failed_or_non_toy_build_is_refused():
+    script = _script()
+    with pytest.raises(ValueError, match="'smoke' profile"):
+        script.lab_times_markdown(_report(profile="smoke"))
+    broken = _report()
+    broken["notebooks"][0] |= {"status": "error", "seconds": None}
+    with pytest.raises(ValueError, match="did not finish"):
+        script.lab_times_markdown(broken)
+
+
+def test_the_committed_table_is_its_committed_reports():
+    script = _script()
+    assert script.REPORT.is_file(), f"{script.REPORT} is missing: commit a toy build's report"
+    assert script.main(["--check"]) == 0
+    text = (REPO / "book" / "course.md").read_text(encoding="utf-8")
+    assert "data/toy_lab_times.md" in text, "the course page includes the table"
