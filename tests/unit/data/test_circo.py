@@ -4,9 +4,7 @@ the validation split, the test server's file, and prepare_data.py circo."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -156,19 +154,11 @@ def test_the_server_file_holds_every_query_and_fifty_ids(tmp_path):
     assert not (tmp_path / "bad.json").exists()
 
 
-def _prepare():
-    spec = importlib.util.spec_from_file_location(
-        "prepare_data", REPO / "data_scripts" / "prepare_data.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_prepare_data_circo_installs_and_reports_missing(tmp_path, monkeypatch, capsys):
+def test_prepare_data_circo_installs_and_reports_missing(
+    tmp_path, monkeypatch, capsys, load_script
+):
     monkeypatch.setenv("CIRLIB_DATA_DIR", str(tmp_path / "data"))
-    prepare = _prepare()
+    prepare = load_script("prepare_data")
     src = _write(tmp_path / "download" / "CIRCO")
     (src / "COCO2017_unlabeled" / "unlabeled2017" / f"{IDS[7]:012d}.jpg").unlink()
     assert prepare.main(["circo", str(tmp_path / "download")]) == 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -123,21 +122,11 @@ def test_a_world_with_one_test_group_is_refused(tmp_path):
     assert not (small / "circo_dataset").exists()
 
 
-def _prepare():
-    spec = importlib.util.spec_from_file_location(
-        "prepare_data", REPO / "data_scripts" / "prepare_data.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_prepare_data_installs_it_and_the_zero_shot_splits_read_it(
-    world, export, tmp_path, monkeypatch, capsys
+    world, export, tmp_path, monkeypatch, capsys, load_script
 ):
     monkeypatch.setenv("CIRLIB_DATA_DIR", str(tmp_path / "data"))
-    assert _prepare().main(["circo", str(export)]) == 0
+    assert load_script("prepare_data").main(["circo", str(export)]) == 0
     capsys.readouterr()
     splits = load_splits(resolve("paper", dataset="circo", device="cpu"), zero_shot=True)
     val, train = splits["val"], splits["train"]

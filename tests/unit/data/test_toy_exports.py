@@ -6,10 +6,8 @@ installs the real datasets, and the book's loaders read them back unchanged."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,16 +35,6 @@ IMG_SET_TEST_KEYS = {"id", "members", "reference_rank"}
 FIQ_KEYS = {"target", "candidate", "captions"}
 FIQ_TEST_KEYS = {"candidate", "captions"}
 ASIN = re.compile(r"^B[0-9A-Z]{9}$")
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "prepare_data", REPO / "data_scripts" / "prepare_data.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -232,8 +220,10 @@ def test_fashioniq_categories_are_the_edit_families(world):
 # ----------------------------------------------------------------------------- installing
 
 
-def test_prepare_data_installs_the_exports_like_the_real_datasets(world, tmp_path, capsys):
-    prepare = _load_script()
+def test_prepare_data_installs_the_exports_like_the_real_datasets(
+    world, tmp_path, capsys, load_script
+):
+    prepare = load_script("prepare_data")
     for dataset, source in (("cirr", "cirr_dataset"), ("fashioniq", "fashionIQ_dataset")):
         code = prepare.main([dataset, str(world / source), "--dest", str(tmp_path / dataset)])
         assert code == 0, capsys.readouterr()
