@@ -91,6 +91,7 @@ __all__ = [
     "describe_best",
     "describe_comparison",
     "false_positive_rate",
+    "hard_gallery_record",
     "judge",
     "judge_pairs",
     "per_query_hits",
@@ -619,6 +620,17 @@ def _verdict_list(x) -> list[Verdict]:
             )
         x = x["verdicts"]
     return [v if isinstance(v, Verdict) else Verdict.from_dict(v) for v in x]
+
+
+def hard_gallery_record(record: Mapping) -> dict | None:
+    """A results record's hard-gallery verdicts as a results record of their own (None when it
+    has none): the same seeds, and the hard gallery's per-query ranks when it kept them, so that
+    :func:`verdict_agreement` and :func:`rejudge` read it like the test gallery's."""
+    hard = record.get("hard_gallery") or {}
+    if not hard.get("verdicts"):
+        return None
+    own = {"methods": {}, "seeds": record.get("seeds", []), "verdicts": hard["verdicts"]}
+    return own | ({"per_query": hard["per_query"]} if hard.get("per_query") else {})
 
 
 def verdict_agreement(build, reference) -> Agreement:

@@ -24,7 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from cirlib.verdict import Verdict, false_positive_rate, rejudge, verdict_agreement
+from cirlib.verdict import (
+    Verdict,
+    false_positive_rate,
+    hard_gallery_record,
+    rejudge,
+    verdict_agreement,
+)
 
 
 def _load(path: str) -> dict:
@@ -47,16 +53,6 @@ def _agreement(build: dict, reference: dict, rejudge_all: bool):
     return verdict_agreement(ours, reference)
 
 
-def _hard_gallery(record: dict) -> dict | None:
-    """The record's hard-gallery verdicts as a results record of their own (None when it has
-    none): the same seeds, the hard gallery's per-query ranks when it kept them."""
-    hard = record.get("hard_gallery") or {}
-    if not hard.get("verdicts"):
-        return None
-    own = {"methods": {}, "seeds": record.get("seeds", []), "verdicts": hard["verdicts"]}
-    return own | ({"per_query": hard["per_query"]} if hard.get("per_query") else {})
-
-
 def _print(title: str, agreement) -> None:
     print(f"== {title}")
     with pd.option_context("display.width", 160, "display.max_columns", 20):
@@ -77,9 +73,9 @@ def main(argv=None) -> int:
     if "verdicts" not in reference:
         sys.exit(f"error: {args.reference} lists no verdicts; it cannot serve as a reference")
     parts = [("test gallery", build, reference)]
-    hard_ref = _hard_gallery(reference)
+    hard_ref = hard_gallery_record(reference)
     if hard_ref is not None:
-        hard_build = _hard_gallery(build) or {"methods": {}, "seeds": [], "verdicts": []}
+        hard_build = hard_gallery_record(build) or {"methods": {}, "seeds": [], "verdicts": []}
         parts.append(("hard gallery", hard_build, hard_ref))
     agreed = True
     for title, ours, ref in parts:

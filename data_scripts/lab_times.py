@@ -4,8 +4,7 @@
     python data_scripts/lab_times.py _build/stage/run_report.json --commit
     python data_scripts/lab_times.py --check         # the committed table matches its report
 
-``--commit`` copies the report to ``book/data/toy_run_report.json`` (adding the UTC date and the
-git commit it was measured at, when the report lacks them) and writes the table it implies to
+``--commit`` copies the report to ``book/data/toy_run_report.json`` and writes the table it implies to
 ``book/data/toy_lab_times.md``, which ``book/course.md`` includes. Without ``--commit`` the table
 is printed. ``--check`` regenerates the table from the committed report and exits 1 when the
 committed table differs, so the page can never show times its report does not hold.
@@ -14,9 +13,7 @@ committed table differs, so the page can never show times its report does not ho
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -46,12 +43,17 @@ def lab_times_markdown(report: dict) -> str:
             "gives toy times: pass the run_report.json of `bash data_scripts/build_book.sh`"
         )
     rows = sorted(report["notebooks"], key=lambda r: Path(r["notebook"]).stem)
+    missing = [k for k in ("date", "code_version") if k not in report]
+    if missing:
+        raise ValueError(
+            f"this run report has no {' or '.join(missing)} (written before run_notebooks.py "
+            "recorded them): time a build with the current run_notebooks.py"
+        )
     bad = [r["notebook"] for r in rows if r["status"] != "ok" or r["seconds"] is None]
     if bad:
         raise ValueError(f"chapters {bad} did not finish in this build; time a complete build")
     lines = [
-        f"Measured in one toy build ({report.get('date', 'date not recorded')}, commit "
-        f"`{report.get('code_version', 'not recorded')}`) on {report['cpu_count']} CPU cores, "
+        f"Measured in one toy build ({report['date']}, commit `{report['code_version']}`) on {report['cpu_count']} CPU cores, "
         f"{report['jobs']} chapters at a time, {report['threads_per_chapter']} thread(s) each; "
         f"the whole build took {report['total_seconds'] / 60:.0f} minutes. A chapter after the "
         "third reuses chapter 3's Combiner runs (and chapters 8 and 9 every method chapter's) "
@@ -66,13 +68,6 @@ def lab_times_markdown(report: dict) -> str:
             f"{row.get('beside', 1) - 1} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _git_commit() -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    )
-    return out.stdout.strip() or "unknown"
 
 
 def main(argv=None) -> int:
@@ -98,8 +93,6 @@ def main(argv=None) -> int:
     if not args.commit:
         print(table, end="")
         return 0
-    report.setdefault("date", dt.datetime.now(dt.timezone.utc).date().isoformat())
-    report.setdefault("code_version", _git_commit())
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     TABLE.write_text(lab_times_markdown(report), encoding="utf-8")

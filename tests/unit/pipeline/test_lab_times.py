@@ -4,21 +4,11 @@ table cannot drift from the committed report."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "lab_times", REPO / "data_scripts" / "lab_times.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _report(**changes):
@@ -42,8 +32,8 @@ def _report(**changes):
     return report | changes
 
 
-def test_the_table_has_each_chapter_in_minutes_in_the_books_order():
-    table = _script().lab_times_markdown(_report())
+def test_the_table_has_each_chapter_in_minutes_in_the_books_order(load_script):
+    table = load_script("lab_times").lab_times_markdown(_report())
     lines = table.splitlines()
     assert "2026-12-05" in lines[0] and "`abc1234`" in lines[0] and "20 minutes" in lines[0]
     rows = [line for line in lines if line.startswith("| ") and line[2].isdigit()]
@@ -54,18 +44,22 @@ def test_the_table_has_each_chapter_in_minutes_in_the_books_order():
     ]
 
 
-def test_a_failed_or_non_toy_build_is_refused():
-    script = _script()
+def test_a_failed_undated_or_non_toy_build_is_refused(load_script):
+    script = load_script("lab_times")
     with pytest.raises(ValueError, match="'smoke' profile"):
         script.lab_times_markdown(_report(profile="smoke"))
     broken = _report()
     broken["notebooks"][0] |= {"status": "error", "seconds": None}
     with pytest.raises(ValueError, match="did not finish"):
         script.lab_times_markdown(broken)
+    undated = _report()
+    del undated["code_version"]
+    with pytest.raises(ValueError, match="no code_version"):
+        script.lab_times_markdown(undated)
 
 
-def test_the_committed_table_is_its_committed_reports():
-    script = _script()
+def test_the_committed_table_is_its_committed_reports(load_script):
+    script = load_script("lab_times")
     assert script.REPORT.is_file(), f"{script.REPORT} is missing: commit a toy build's report"
     assert script.main(["--check"]) == 0
     text = (REPO / "book" / "course.md").read_text(encoding="utf-8")
