@@ -11,7 +11,7 @@ Model (as ``data_scripts/simulate_verdict_rule.py``): ``n`` test queries with an
 run offset :math:`u_s \sim N(0, \text{seed\_sd}^2)` (a lucky training run) and a per-query
 jitter :math:`e_{sq} \sim N(0, \text{query\_sd}^2)`. One *build* draws fresh runs of both
 methods (``shift`` for :math:`a`, 0 for :math:`b`) and judges :math:`a > b` on R@1 with
-:func:`cirlib.verdict.bootstrap_verdict`; a trial draws two builds and counts a flip when
+:func:`cirlib.verdict.paired_verdict`; a trial draws two builds and counts a flip when
 their verdicts differ. For identical methods (shift 0) the flip rate is about
 :math:`2p(1-p)` for a false-positive rate :math:`p`; it is largest for a gap near the rule's
 threshold, where either verdict is likely.
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from cirlib.verdict import bootstrap_verdict
+from cirlib.verdict import paired_verdict
 
 __all__ = ["simulated_hits", "build_flip_rate"]
 
@@ -60,8 +60,8 @@ def build_flip_rate(
     """For each ``shift`` (logit), ``trials`` pairs of builds of two methods on ``n_seeds``
     seeds: one row with the mean simulated gap (points), how often the first build's verdict
     is not "no difference" (``flagged``) and how often the two builds' verdicts differ
-    (``flips``, a fraction). ``rule`` goes to :func:`~cirlib.verdict.bootstrap_verdict`
-    (``level``, ``min_effect``, ``n_boot``, ...); bootstrap seeds differ per build."""
+    (``flips``, a fraction). ``rule`` goes to :func:`~cirlib.verdict.paired_verdict`
+    (``level``, ``min_effect``, ``min_seeds``)."""
     if n_seeds < 1 or trials < 1 or queries < 1:
         raise ValueError(
             f"need at least one seed, trial and query; got {n_seeds}, {trials}, {queries}"
@@ -72,12 +72,12 @@ def build_flip_rate(
     for shift in shifts:
         flips = flagged = 0
         gaps = []
-        for trial in range(trials):
+        for _ in range(trials):
             verdicts = []
-            for build in range(2):
+            for _build in range(2):
                 a = simulated_hits(rng, ease, n_seeds, shift, seed_sd, query_sd)
                 b = simulated_hits(rng, ease, n_seeds, 0.0, seed_sd, query_sd)
-                v = bootstrap_verdict(a, b, "R@1", seed=2 * trial + build, **rule)
+                v = paired_verdict(a, b, "R@1", **rule)
                 verdicts.append(v.verdict)
                 gaps.append(v.estimate)
             flagged += verdicts[0] != "no difference"

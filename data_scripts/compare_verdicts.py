@@ -4,7 +4,9 @@ Reads two results files written by the comparison chapter (``cirlib.harness.writ
 The reference must list its verdicts (``"verdicts"``: ``cirlib.verdict.Verdict.to_dict()``
 records). The build's verdicts are its own list when it has one; with ``--rejudge`` (or when it
 has none) every reference claim is judged again on the build's per-query ranks with the
-reference's rule (``cirlib.verdict.rejudge``). The claims judged on the hard gallery
+reference's settings (``cirlib.verdict.rejudge``), and on the reference's own ranks too
+(``cirlib.verdict.rejudge_record``), so that both sides are judged by this code's rule even when
+the reference was written by an earlier one. The claims judged on the hard gallery
 (``"hard_gallery"``: its ``"verdicts"`` and the per-query ranks they were judged on) are compared
 the same way, in a second table. Prints the two side by side and the count; exits
 with status 1 when a verdict differs, so a build script can stop on it. ``--error-rate`` also
@@ -29,6 +31,7 @@ from cirlib.verdict import (
     false_positive_rate,
     hard_gallery_record,
     rejudge,
+    rejudge_record,
     verdict_agreement,
 )
 
@@ -48,9 +51,8 @@ def _agreement(build: dict, reference: dict, rejudge_all: bool):
     again, ``"per_query"``)."""
     if rejudge_all or "verdicts" not in build:
         ours = [rejudge(build, Verdict.from_dict(v)) for v in reference["verdicts"]]
-    else:
-        ours = build
-    return verdict_agreement(ours, reference)
+        return verdict_agreement(ours, rejudge_record(reference))
+    return verdict_agreement(build, reference)
 
 
 def _print(title: str, agreement) -> None:

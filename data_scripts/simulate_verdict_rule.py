@@ -1,12 +1,12 @@
 """How often the verdict rule flags two identical methods, and how often it finds a real gap,
 on simulated per-query hits (a check of ``cirlib.verdict`` that needs no training).
 
-Model: ``--queries`` test queries with an ease ``z_q ~ N(0, 1.5)`` shared by every run; run ``s``
+Model (``cirlib.verdict_flips.simulated_hits``): ``--queries`` test queries with an ease ``z_q ~ N(0, 1.5)`` shared by every run; run ``s``
 of a method finds query ``q`` with probability ``sigmoid(z_q - 1.2 + shift + u_s + e_sq)``,
 with a run-level offset ``u_s ~ N(0, --seed-sd)`` (a lucky or unlucky training run) and a
 per-query jitter ``e_sq ~ N(0, --query-sd)``. Method ``b`` is the same with ``shift = 0``.
 For each number of seeds it draws ``--trials`` pairs of methods (independent runs, paired by
-position as seeds are), judges "a > b" on R@1 with ``cirlib.verdict.bootstrap_verdict`` and
+position as seeds are), judges "a > b" on R@1 with ``cirlib.verdict.paired_verdict`` and
 counts the verdicts: with ``--shift 0`` every "supported" or "contradicted" is a false positive;
 with a shift, "supported" is a found gap. Prints the seed-to-seed standard deviation of R@1
 the model produces, so the noise can be matched to a real table (the toy book's: 1-2 points).
@@ -21,7 +21,8 @@ import argparse
 
 import numpy as np
 
-from cirlib.verdict import DEFAULT_LEVEL, DEFAULT_MIN_EFFECT, bootstrap_verdict
+from cirlib.verdict import DEFAULT_LEVEL, DEFAULT_MIN_EFFECT, paired_verdict
+from cirlib.verdict_flips import simulated_hits
 
 
 def simulate(args) -> list[dict]:
@@ -29,25 +30,20 @@ def simulate(args) -> list[dict]:
     ease = rng.normal(0.0, 1.5, args.queries)
 
     def runs(n_seeds, shift):
-        offset = rng.normal(0.0, args.seed_sd, (n_seeds, 1))
-        jitter = rng.normal(0.0, args.query_sd, (n_seeds, args.queries))
-        p = 1.0 / (1.0 + np.exp(-(ease - 1.2 + shift + offset + jitter)))
-        return (rng.random((n_seeds, args.queries)) < p).astype(np.int64)
+        return simulated_hits(rng, ease, n_seeds, shift, args.seed_sd, args.query_sd)
 
     sd = 100 * runs(50, 0.0).mean(axis=1).std(ddof=1)
     rows = []
     for n_seeds in args.seeds:
         counts = {"supported": 0, "contradicted": 0, "no difference": 0}
         effects = []
-        for trial in range(args.trials):
-            v = bootstrap_verdict(
+        for _ in range(args.trials):
+            v = paired_verdict(
                 runs(n_seeds, args.shift),
                 runs(n_seeds, 0.0),
                 "R@1",
                 level=args.level,
                 min_effect=args.min_effect,
-                n_boot=args.n_boot,
-                seed=trial,
             )
             counts[v.verdict] += 1
             effects.append(v.estimate)
@@ -68,7 +64,6 @@ def main(argv=None) -> None:
     parser.add_argument("--shift", type=float, default=0.0, help="a's advantage (logit)")
     parser.add_argument("--level", type=float, default=DEFAULT_LEVEL)
     parser.add_argument("--min-effect", type=float, default=DEFAULT_MIN_EFFECT)
-    parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--rng-seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.trials < 1 or args.queries < 1 or min(args.seeds) < 1:

@@ -21,7 +21,7 @@ def plot_intervals(
     width: float = 8.0,
     label_width: int = 36,
 ):
-    """Each claim's difference ``a − b`` (dot) and bootstrap interval (whisker), in points.
+    """Each claim's difference ``a − b`` (dot) and its interval (whisker), in points.
 
     Rows follow ``verdicts`` top to bottom; ``labels`` name them (default "a > b · metric").
     A vertical line marks zero and a grey band ``±min_effect`` (the largest minimum effect

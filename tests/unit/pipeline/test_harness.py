@@ -218,8 +218,8 @@ def test_results_file_keeps_per_query_ranks_that_give_its_numbers(world, results
     assert groups["granularity"] == [t.meta["granularity"] for t in splits["test"].triplets]
     # the rule reads the file exactly as it reads the results in memory
     for kw in ({}, {"group": "granularity", "values": ["coarse"], "versus": ["fine"]}):
-        from_file = judge(record, "mgur_rp", "combiner", "R@5", n_boot=200, **kw)
-        assert from_file == judge(results, "mgur_rp", "combiner", "R@5", n_boot=200, **kw)
+        from_file = judge(record, "mgur_rp", "combiner", "R@5", **kw)
+        assert from_file == judge(results, "mgur_rp", "combiner", "R@5", **kw)
     d = paired_differences(results, "mgur_rp", "combiner", "R@5")
     assert (from_file.group, from_file.versus) == ("granularity: coarse", "granularity: fine")
     assert judge(record, "mgur_rp", "combiner", "R@5").estimate == pytest.approx(d.mean())
@@ -235,17 +235,17 @@ def test_results_without_ranks_write_the_old_file(results, cfg, tmp_path):
 
 def test_error_rate_and_agreement_read_the_results_file(results, cfg, tmp_path):
     claims = [("mgur_rp", "combiner", "R@1"), ("combiner", "mgur_rp", "R@5")]
-    verdicts = [judge(results, a, b, m, n_boot=200) for a, b, m in claims]
+    verdicts = [judge(results, a, b, m) for a, b, m in claims]
     extra = {"verdicts": [v.to_dict() for v in verdicts]}
     record = json.loads(write_results(tmp_path / "r.json", results, cfg, extra=extra).read_text())
     # two seeds: each method is judged against itself once per metric, seed 0 vs seed 1, which
     # the default rule refuses (one seed per side cannot show training noise)
     with pytest.raises(ValueError, match="min_seeds=2"):
         false_positive_rate(record, metrics=["R@1"])
-    rate = false_positive_rate(record, metrics=["R@1", "R@5"], n_boot=200, min_seeds=1)
+    rate = false_positive_rate(record, metrics=["R@1", "R@5"], min_seeds=1)
     assert rate.total == 4 and rate.seeds_per_side == 1
-    in_memory = false_positive_rate(results, metrics=["R@1", "R@5"], n_boot=200, min_seeds=1)
+    in_memory = false_positive_rate(results, metrics=["R@1", "R@5"], min_seeds=1)
     assert rate.table.equals(in_memory.table)
-    again = [judge(record, a, b, m, n_boot=200) for a, b, m in claims]
+    again = [judge(record, a, b, m) for a, b, m in claims]
     agreement = verdict_agreement(again, record)
     assert (agreement.agree, agreement.total) == (2, 2)

@@ -1,28 +1,33 @@
-"""The verdict rule: the vectorised bootstrap equals an explicit loop over the same draws, the
-limiting cases (identical methods, a large shift, a sign flip, a gap below the minimum effect),
-determinism, the measured false-positive rate, build-vs-reference agreement, and the one
+"""The verdict rule: its interval equals the formulas written out as loops and, in its
+limits, Student's paired t interval (SciPy's); the limiting cases (identical methods, a large
+shift, a sign flip, a gap below the minimum effect, one lucky seed); its calibration on
+simulated runs; the measured false-positive rate, build-vs-reference agreement, and the one
 sentence that ranks two results."""
+
+import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from cirlib.eval.query_ranks import RankedEvaluation
 from cirlib.verdict import (
     Verdict,
-    bootstrap_differences,
-    bootstrap_indices,
-    bootstrap_verdict,
     describe_best,
     describe_comparison,
     false_positive_rate,
     judge,
     judge_pairs,
+    paired_interval,
+    paired_verdict,
     query_hits,
     rejudge,
+    rejudge_record,
     verdict_agreement,
     verdict_frame,
     verdict_rule,
 )
+from cirlib.verdict_flips import simulated_hits
 
 
 def _hits(n_seeds, n_queries, p, seed):
@@ -30,50 +35,69 @@ def _hits(n_seeds, n_queries, p, seed):
     return (rng.random((n_seeds, n_queries)) < p).astype(np.int64)
 
 
-def _loop_replicates(d, seed_idx, query_idx, strata):
-    """The bootstrap written out: for each replicate, pick the seeds and queries, average."""
-    out = []
-    for b in range(len(seed_idx)):
+def _loop_interval(d, strata, level):
+    """The interval written out with plain loops over seeds and queries."""
+    n_seeds = len(d)
+    per_seed = []
+    for s in range(n_seeds):
         stat = 0.0
-        for (cols, coef), idx in zip(strata, query_idx):
-            total = 0
-            for s in seed_idx[b]:
-                for q in idx[b]:
-                    total += int(d[s, cols[q]])
-            stat += coef * 100.0 * total / (len(seed_idx[b]) * len(idx[b]))
-        out.append(stat)
-    return np.array(out)
+        for cols, coef in strata:
+            stat += coef * 100.0 * sum(int(d[s, q]) for q in cols) / len(cols)
+        per_seed.append(stat)
+    est = sum(per_seed) / n_seeds
+    v_seed = sum((x - est) ** 2 for x in per_seed) / (n_seeds - 1) / n_seeds
+    v_query, denominator = 0.0, v_seed**2 / (n_seeds - 1)
+    for cols, coef in strata:
+        means = [100.0 * sum(int(d[s, q]) for s in range(n_seeds)) / n_seeds for q in cols]
+        centre = sum(means) / len(means)
+        term = coef**2 * sum((m - centre) ** 2 for m in means) / (len(means) - 1) / len(means)
+        v_query += term
+        denominator += term**2 / (len(means) - 1)
+    se = math.sqrt(v_seed + v_query)
+    df = (v_seed + v_query) ** 2 / denominator
+    half = stats.t.ppf(0.5 + level / 2, df) * se
+    return est, v_seed, v_query, df, est - half, est + half
 
 
 @pytest.mark.parametrize("two_strata", [False, True])
-def test_vectorised_bootstrap_equals_the_explicit_loop(two_strata):
+def test_the_interval_equals_the_formulas_written_as_loops(two_strata):
     d = _hits(3, 40, 0.5, 0) - _hits(3, 40, 0.4, 1)
     strata = [(np.arange(40), 1)]
     if two_strata:
         strata = [(np.arange(0, 40, 3), 1), (np.setdiff1d(np.arange(40), np.arange(0, 40, 3)), -1)]
-    seed_idx, query_idx = bootstrap_indices(3, [len(c) for c, _ in strata], n_boot=300, seed=7)
-    fast = bootstrap_differences(d, seed_idx, query_idx, strata)
-    slow = _loop_replicates(d, seed_idx, query_idx, strata)
-    np.testing.assert_array_equal(fast, slow)  # exact: integer sums, one division
-    assert len(set(fast.tolist())) > 10  # the draws differ from replicate to replicate
+    iv = paired_interval(d, strata, level=0.9)
+    est, v_seed, v_query, df, low, high = _loop_interval(d, strata, 0.9)
+    assert iv.estimate == pytest.approx(est, abs=1e-12)
+    assert (iv.v_seed, iv.v_query, iv.df) == pytest.approx((v_seed, v_query, df), rel=1e-12)
+    assert (iv.low, iv.high) == pytest.approx((low, high), rel=1e-12)
+    assert iv.se == pytest.approx(math.sqrt(v_seed + v_query), rel=1e-12)
 
 
-def test_the_draws_are_uniform_with_replacement_and_seeded():
-    s1, q1 = bootstrap_indices(5, [200], n_boot=4000, seed=3)
-    s2, q2 = bootstrap_indices(5, [200], n_boot=4000, seed=3)
-    np.testing.assert_array_equal(s1, s2)
-    np.testing.assert_array_equal(q1[0], q2[0])
-    assert s1.min() == 0 and s1.max() == 4 and q1[0].max() == 199
-    # each seed drawn ~1/5 of the time; each replicate repeats some seed (with replacement)
-    assert np.allclose(np.bincount(s1.ravel()) / s1.size, 0.2, atol=0.01)
-    assert np.mean([len(set(r)) < 5 for r in s1]) > 0.9
-    other = bootstrap_indices(5, [200], n_boot=4000, seed=4)[0]
-    assert not np.array_equal(s1, other)
+def test_when_only_the_seeds_vary_the_interval_is_the_paired_t_interval():
+    # d_sq = x_s on every query: the seed-averaged per-query differences are all equal, so the
+    # query term vanishes and only the spread of the per-seed differences is left
+    x = np.array([1, 0, 1, 1, 0])
+    d = np.repeat(x[:, None], 50, axis=1).astype(np.int64)
+    iv = paired_interval(d, level=0.95)
+    assert iv.v_query == 0.0 and iv.df == pytest.approx(len(x) - 1)
+    # Student's paired interval on the per-seed recall differences (points), from SciPy
+    scipy_ci = stats.ttest_1samp(100.0 * x, 0.0).confidence_interval(0.95)
+    assert (iv.low, iv.high) == pytest.approx((scipy_ci.low, scipy_ci.high), rel=1e-12)
+
+
+def test_when_only_the_queries_vary_the_interval_is_the_one_sample_t_interval_over_queries():
+    # every seed has the same per-query differences: no seed term, n - 1 degrees of freedom
+    row = _hits(1, 200, 0.5, 3)[0] - _hits(1, 200, 0.3, 4)[0]
+    d = np.repeat(row[None], 4, axis=0)
+    iv = paired_interval(d, level=0.95)
+    assert iv.v_seed == 0.0 and iv.df == pytest.approx(199)
+    scipy_ci = stats.ttest_1samp(100.0 * row, 0.0).confidence_interval(0.95)
+    assert (iv.low, iv.high) == pytest.approx((scipy_ci.low, scipy_ci.high), rel=1e-12)
 
 
 def test_estimate_is_the_mean_over_seeds_of_the_per_seed_recall_differences():
     a, b = _hits(4, 300, 0.5, 0), _hits(4, 300, 0.45, 1)
-    v = bootstrap_verdict(a, b, "R@1", n_boot=200)
+    v = paired_verdict(a, b, "R@1")
     per_seed = 100 * a.mean(axis=1) - 100 * b.mean(axis=1)
     assert v.estimate == pytest.approx(per_seed.mean(), abs=1e-12)
     assert v.low <= v.estimate <= v.high
@@ -82,45 +106,43 @@ def test_estimate_is_the_mean_over_seeds_of_the_per_seed_recall_differences():
 
 def test_identical_methods_are_no_difference_with_a_zero_interval():
     a = _hits(5, 500, 0.3, 0)
-    v = bootstrap_verdict(a, a.copy(), "R@1", n_boot=500)
-    assert (v.estimate, v.low, v.high) == (0.0, 0.0, 0.0)
+    v = paired_verdict(a, a.copy(), "R@1")
+    assert (v.estimate, v.low, v.high, v.se, v.df) == (0.0, 0.0, 0.0, 0.0, None)
     assert v.verdict == "no difference"
 
 
 def test_a_large_constant_shift_is_supported_and_its_flip_contradicted():
-    # b misses every query a finds among the first 20%: a is 20 points above on every seed
+    # a finds the first 20% of the queries on every seed, b none: 20 points on every seed
     a = np.zeros((5, 500), dtype=np.int64)
     a[:, :100] = 1
     b = np.zeros_like(a)
-    up = bootstrap_verdict(a, b, "R@1", n_boot=500)
+    up = paired_verdict(a, b, "R@1")
     assert up.verdict == "supported" and up.estimate == pytest.approx(20.0) and up.low > 15
-    down = bootstrap_verdict(b, a, "R@1", n_boot=500)
+    down = paired_verdict(b, a, "R@1")
     assert down.verdict == "contradicted" and down.high < -15
-    assert (down.low, down.high) == (-up.high, -up.low)  # same draws, mirrored
+    assert (down.low, down.high) == pytest.approx((-up.high, -up.low), abs=1e-12)  # mirrored
 
 
 def test_a_consistent_gap_below_the_minimum_effect_is_no_difference():
-    # a finds 2 more queries out of 1000 on every seed: the interval excludes zero (every
-    # difference is >= 0 and most replicates keep some of them) but 0.2 points < 1 point
+    # a finds 20 more queries out of 1000 on every seed: the interval excludes zero, but
+    # 2 points fall short of a 5-point minimum effect
     a = np.zeros((3, 1000), dtype=np.int64)
-    a[:, :2] = 1
+    a[:, :20] = 1
     b = np.zeros_like(a)
-    v = bootstrap_verdict(a, b, "R@1", n_boot=500, level=0.5)
-    assert v.low > 0 and v.estimate == pytest.approx(0.2)
+    v = paired_verdict(a, b, "R@1", min_effect=5.0)
+    assert v.low > 0 and v.estimate == pytest.approx(2.0)
     assert v.verdict == "no difference"
-    assert bootstrap_verdict(a, b, "R@1", n_boot=500, level=0.5, min_effect=0.1).verdict == (
-        "supported"
-    )
+    assert paired_verdict(a, b, "R@1", min_effect=1.0).verdict == "supported"
 
 
 def test_a_gap_driven_by_one_seed_is_no_difference():
     # on seed 0, b misses every query a finds (a ~40-point gap), on the others they agree: the
-    # mean (~8 points) is large, but a resample leaves seed 0 out with probability
-    # (4/5)^5 = 0.33 > 2.5%, so the interval reaches zero
+    # mean (~8 points) is large, but the per-seed gaps (40, 0, 0, 0, 0) give a t interval with
+    # 4 degrees of freedom that reaches zero
     a = _hits(5, 400, 0.4, 0)
     b = a.copy()
     b[0] = 0
-    v = bootstrap_verdict(a, b, "R@1", n_boot=1000)
+    v = paired_verdict(a, b, "R@1")
     assert v.estimate > 5 and v.low <= 0
     assert v.verdict == "no difference"
 
@@ -129,13 +151,26 @@ def test_one_seed_never_ranks_however_large_the_gap():
     a = np.zeros((1, 500), dtype=np.int64)
     a[:, :200] = 1
     b = np.zeros_like(a)
-    v = bootstrap_verdict(a, b, "R@1", n_boot=300)
+    v = paired_verdict(a, b, "R@1")
     assert v.estimate == pytest.approx(40.0) and v.low > 30  # the queries alone are clear
     assert v.verdict == "no difference"
     assert "fewer seeds than the 2 the rule needs" in describe_comparison("A", "B", v)
-    assert bootstrap_verdict(a, b, "R@1", n_boot=300, min_seeds=1).verdict == "supported"
+    assert paired_verdict(a, b, "R@1", min_seeds=1).verdict == "supported"
     assert verdict_rule(40.0, 30.0, 50.0, 1.0, n_seeds=1) == "no difference"
     assert verdict_rule(40.0, 30.0, 50.0, 1.0, n_seeds=2) == "supported"
+
+
+def test_on_simulated_identical_methods_five_seeds_flag_near_the_nominal_rate():
+    # 300 pairs of identical methods (independent runs with run-level and per-query noise, as
+    # in cirlib.verdict_flips): a 95% rule should flag about 5%; allow sampling error (+-2.6
+    # points is two standard errors at 300 trials) but not the bootstrap's ~8%
+    rng = np.random.default_rng(0)
+    ease = rng.normal(0.0, 1.5, 1200)
+    flagged = 0
+    for _ in range(300):
+        a, b = simulated_hits(rng, ease, 5), simulated_hits(rng, ease, 5)
+        flagged += paired_verdict(a, b, "R@1", min_effect=0.0).verdict != "no difference"
+    assert flagged / 300 < 0.075
 
 
 @pytest.mark.parametrize(
@@ -153,11 +188,12 @@ def test_rule_limits(estimate, low, high, expected):
     assert verdict_rule(estimate, low, high, 1.0) == expected
 
 
-def test_same_inputs_same_verdict_and_a_changed_seed_draws_again():
+def test_same_inputs_same_verdict_and_the_level_widens_the_interval():
     a, b = _hits(3, 300, 0.5, 0), _hits(3, 300, 0.47, 1)
-    v1 = bootstrap_verdict(a, b, "R@1", n_boot=300, seed=11)
-    assert bootstrap_verdict(a, b, "R@1", n_boot=300, seed=11) == v1
-    assert bootstrap_verdict(a, b, "R@1", n_boot=300, seed=12).low != v1.low
+    v1 = paired_verdict(a, b, "R@1")
+    assert paired_verdict(a, b, "R@1") == v1
+    wide = paired_verdict(a, b, "R@1", level=0.99)
+    assert wide.low < v1.low and wide.high > v1.high and wide.estimate == v1.estimate
 
 
 def test_query_hits_reads_the_right_ranks():
@@ -189,14 +225,13 @@ def test_judge_pairs_by_seed_and_restricts_to_a_group():
     results = _results(
         {"a": {0: good, 1: good, 2: bad}, "b": {1: bad, 0: bad}}, {"edit_type": labels}
     )
-    v = judge(results, "a", "b", "R@1", n_boot=200)
+    v = judge(results, "a", "b", "R@1")
     assert v.seeds == (0, 1) and v.estimate == 0.0 and v.verdict == "no difference"
-    colour = judge(results, "a", "b", "R@1", group="edit_type", values=["colour"], n_boot=200)
+    colour = judge(results, "a", "b", "R@1", group="edit_type", values=["colour"])
     assert colour.estimate == 100.0 and colour.verdict == "supported"
     assert colour.n_queries == 100 and colour.group == "edit_type: colour"
     contrast = judge(
         results, "a", "b", "R@1", group="edit_type", values=["colour"], versus=["shape"],
-        n_boot=200,
     )  # fmt: skip
     assert contrast.estimate == 200.0 and contrast.verdict == "supported"
     assert (contrast.group, contrast.versus) == ("edit_type: colour", "edit_type: shape")
@@ -216,7 +251,7 @@ def test_false_positive_rate_of_a_method_against_itself():
     # a method whose seeds differ only by query-level noise: the rule should rarely flag it
     skill = rng.random(600)
     runs = {s: np.where(rng.random(600) < skill, 0, 20) for s in range(5)}
-    same = false_positive_rate(_results({"m": runs}, {}), metrics=["R@1"], n_boot=300)
+    same = false_positive_rate(_results({"m": runs}, {}), metrics=["R@1"])
     assert same.total == 15 and same.seeds_per_side == 2  # {0,1,2,3,4}: 15 pairs of 2-sets
     assert set(map(tuple, same.table[["seeds a", "seeds b"]].values.tolist())) >= {
         ((0, 1), (2, 3)),
@@ -225,7 +260,7 @@ def test_false_positive_rate_of_a_method_against_itself():
     assert same.flagged <= 2 and same.rate == same.flagged / 15
     # seeds that really differ (one seed set far better) are flagged: the measure can fail
     runs_bad = {s: np.where(rng.random(600) < (0.2 if s < 2 else 0.6), 0, 20) for s in range(4)}
-    bad = false_positive_rate(_results({"m": runs_bad}, {}), metrics=["R@1"], n_boot=300)
+    bad = false_positive_rate(_results({"m": runs_bad}, {}), metrics=["R@1"])
     assert bad.total == 3
     assert bad.table.set_index(["seeds a", "seeds b"]).loc[((0, 1), (2, 3)), "verdict"] == (
         "contradicted"
@@ -274,6 +309,9 @@ def test_verdict_round_trips_through_json():
 
     v = _v("x", "y", "R@1", "supported", 3, group="edit_type: colour")
     assert Verdict.from_dict(json.loads(json.dumps(v.to_dict()))) == v
+    # a record of the earlier bootstrap rule (the committed reference build's) still reads
+    legacy = {k: w for k, w in v.to_dict().items() if k not in ("se", "df")}
+    assert Verdict.from_dict(legacy | {"n_boot": 2000, "boot_seed": 0}) == v
 
 
 def test_describe_never_ranks_within_noise():
@@ -332,11 +370,10 @@ def _world(shift, seeds=(0, 1, 2)):
 def test_rejudge_repeats_the_rule_on_other_runs():
     results = _world(200)
     claims = [
-        judge(results, "a", "b", "R@1", n_boot=300, min_effect=0.5, seed=3),
-        judge(results, "a", "b", "R@1", group="edit_type", values=["colour"], n_boot=300),
+        judge(results, "a", "b", "R@1", min_effect=0.5),
+        judge(results, "a", "b", "R@1", group="edit_type", values=["colour"]),
         judge(
-            results, "a", "b", "R@1", group="edit_type", values=["colour"], versus=["shape"],
-            n_boot=300, level=0.9,
+            results, "a", "b", "R@1", group="edit_type", values=["colour"], versus=["shape"], level=0.9,
         ),
     ]  # fmt: skip
     assert [v.verdict for v in claims] == ["supported"] * 3
@@ -347,6 +384,19 @@ def test_rejudge_repeats_the_rule_on_other_runs():
     assert [v.verdict for v in level] == ["no difference"] * 3
     assert [v.key for v in level] == [v.key for v in claims]
     assert level[0].min_effect == 0.5 and level[2].level == 0.9
+
+
+def test_rejudge_record_judges_an_earlier_rules_verdicts_again_on_their_own_ranks():
+    import dataclasses
+
+    record = _record(_world(200))
+    fresh = judge(record, "a", "b", "R@1")
+    # as an earlier version of the rule wrote it: other interval, other verdict, its own fields
+    old = dataclasses.replace(fresh, low=-1.0, verdict="no difference").to_dict()
+    record["verdicts"] = [{k: v for k, v in old.items() if k not in ("se", "df")} | {"n_boot": 9}]
+    assert rejudge_record(record) == [fresh]
+    del record["per_query"]  # nothing to judge again on: the verdicts as written
+    assert [v.verdict for v in rejudge_record(record)] == ["no difference"]
 
 
 def _script(name):
@@ -362,7 +412,7 @@ def _script(name):
 
 def test_simulation_script_counts_false_and_true_positives(capsys):
     script = _script("simulate_verdict_rule")
-    small = ["--trials", "6", "--queries", "300", "--n-boot", "200", "--seeds", "2", "3"]
+    small = ["--trials", "6", "--queries", "300", "--seeds", "2", "3"]
     script.main(small + ["--seed-sd", "0", "--query-sd", "0"])
     out = capsys.readouterr().out
     # no run-level noise and identical methods: nothing to find at 1 point
@@ -376,7 +426,7 @@ def test_compare_verdicts_script(tmp_path, capsys):
 
     script = _script("compare_verdicts")
     ref = _record(_world(200))
-    ref["verdicts"] = [judge(ref, "a", "b", "R@1", n_boot=200).to_dict()]
+    ref["verdicts"] = [judge(ref, "a", "b", "R@1").to_dict()]
     (tmp_path / "ref.json").write_text(json.dumps(ref))
     (tmp_path / "same.json").write_text(json.dumps(_record(_world(200))))
     (tmp_path / "flat.json").write_text(json.dumps(_record(_world(0, seeds=range(4)))))
@@ -398,10 +448,10 @@ def test_compare_verdicts_checks_the_hard_gallery_claims_too(tmp_path, capsys):
 
     def with_hard(test_world, hard_world):
         record = _record(test_world)
-        record["verdicts"] = [judge(record, "a", "b", "R@1", n_boot=200).to_dict()]
+        record["verdicts"] = [judge(record, "a", "b", "R@1").to_dict()]
         hard = _record(hard_world)
         record["hard_gallery"] = {
-            "verdicts": [judge(hard, "a", "b", "R@1", n_boot=200).to_dict()],
+            "verdicts": [judge(hard, "a", "b", "R@1").to_dict()],
             "per_query": hard["per_query"],
         }
         return record
@@ -498,7 +548,7 @@ def test_describe_best_refuses_incomplete_or_mixed_pairs():
 def test_judge_pairs_covers_every_pair_once():
     results = _world(200)
     results["c"] = results["b"]
-    verdicts = judge_pairs(results, ["a", "b", "c"], "R@1", n_boot=200)
+    verdicts = judge_pairs(results, ["a", "b", "c"], "R@1")
     assert [(v.a, v.b) for v in verdicts] == [("a", "b"), ("a", "c"), ("b", "c")]
     assert describe_best(verdicts).startswith("On R@1, a is above each of b, c, beyond noise")
 

@@ -16,14 +16,14 @@ def test_hits_follow_the_shift():
 
 
 def test_no_flip_when_the_rule_can_never_flag_or_always_does():
-    never = build_flip_rate(3, [0.0, 0.5], trials=5, queries=300, min_effect=101.0, n_boot=200)
+    never = build_flip_rate(3, [0.0, 0.5], trials=5, queries=300, min_effect=101.0)
     assert (never["flips"] == 0).all() and (never["flagged"] == 0).all()
-    always = build_flip_rate(3, [4.0], trials=5, queries=300, n_boot=200)
+    always = build_flip_rate(3, [4.0], trials=5, queries=300)
     assert always["flips"].iloc[0] == 0 and always["flagged"].iloc[0] == 1
 
 
 def test_flips_are_counted_and_reproducible():
-    kw = dict(trials=30, queries=300, n_boot=200, seed_sd=0.3, rng_seed=3)
+    kw = dict(trials=30, queries=300, seed_sd=0.3, rng_seed=3)
     one = build_flip_rate(2, [0.0, 0.15], **kw)
     assert one.equals(build_flip_rate(2, [0.0, 0.15], **kw))
     assert ((0 <= one["flips"]) & (one["flips"] <= 1)).all()
