@@ -1,52 +1,55 @@
 r"""The verdict rule: a paired interval over seeds and test queries, with a minimum effect.
 
 A claim "method :math:`a` retrieves better than method :math:`b` on metric :math:`M`" is judged
-on per-query hits. For training seed :math:`s` (both methods trained with it on the same
-features) and test query :math:`q`, let :math:`h^a_{sq} \in \{0, 1\}` say whether :math:`a` puts
-the target within the cut-off (:math:`r_{sq} < K` for :math:`M = \mathrm{R@}K`; the rank in
-the image set for :math:`\mathrm{Rs@}K`; the best rank over the valid targets for
-:math:`\mathrm{mR@}K`). The paired differences
+on per-query hits. For training run :math:`r` (one seed; both methods trained with it on the
+same features) and test query :math:`q`, let :math:`h^a_{rq} \in \{0, 1\}` say whether :math:`a`
+puts the target within the cut-off (:math:`\mathrm{rank}_q(t) < K` for :math:`M = \mathrm{R@}K`;
+the rank in the image set for :math:`\mathrm{Rs@}K`; the best rank over the valid targets for
+:math:`\mathrm{mR@}K`). With :math:`n_r` shared seeds and :math:`n_q` test queries, the paired
+differences
 
-.. math:: D_{sq} = h^a_{sq} - h^b_{sq} \in \{-1, 0, 1\}, \qquad
-          \hat\Delta = \frac{100}{S\,n} \sum_{s=1}^{S} \sum_{q=1}^{n} D_{sq}
+.. math:: D_{rq} = h^a_{rq} - h^b_{rq} \in \{-1, 0, 1\}, \qquad
+          \hat\Delta = \frac{100}{n_r\,n_q} \sum_{r=1}^{n_r} \sum_{q=1}^{n_q} D_{rq}
 
-give the difference of the two recalls in points, averaged over the :math:`S` shared seeds
-(:math:`\hat\Delta` equals the mean over seeds of the per-seed differences of the table).
+give the difference of the two recalls in points (:math:`\hat\Delta` equals the mean over seeds
+of the per-seed differences of the table). The index :math:`r` is a run, not the logit scale
+:math:`s` of the notation page.
 
 **Two sources of noise, one standard error.** The number would change with other seeds
 (training noise) and with other test queries (which queries the split happens to hold). Seeds
 and queries are crossed (every seed is scored on every query), so the standard error has one
-term for each. With the per-seed differences :math:`d_s = \frac{100}{n}\sum_q D_{sq}` and the
-per-query differences averaged over seeds :math:`m_q = \frac{100}{S}\sum_s D_{sq}`,
+term for each. With the per-seed differences :math:`d_r = \frac{100}{n_q}\sum_q D_{rq}` and the
+per-query differences averaged over seeds :math:`m_q = \frac{100}{n_r}\sum_r D_{rq}`,
 
 .. math::
 
-    V_{\text{seed}} = \frac{1}{S}\,\frac{\sum_s (d_s - \hat\Delta)^2}{S - 1}, \qquad
-    V_{\text{query}} = \frac{1}{n}\,\frac{\sum_q (m_q - \hat\Delta)^2}{n - 1}, \qquad
+    V_{\text{seed}} = \frac{1}{n_r}\,\frac{\sum_r (d_r - \hat\Delta)^2}{n_r - 1}, \qquad
+    V_{\text{query}} = \frac{1}{n_q}\,\frac{\sum_q (m_q - \hat\Delta)^2}{n_q - 1}, \qquad
     \mathrm{SE} = \sqrt{V_{\text{seed}} + V_{\text{query}}}.
 
-Under the two-way model :math:`D_{sq} = \mu + \alpha_s + \beta_q + \varepsilon_{sq}`
+Under the two-way model :math:`D_{rq} = \mu + \alpha_r + \beta_q + \varepsilon_{rq}`
 (:math:`\alpha`: a lucky training run, :math:`\beta`: a query one method finds easier,
-:math:`\varepsilon`: their interaction), :math:`\mathrm{Var}(\hat\Delta) = \sigma_\alpha^2/S +
-\sigma_\beta^2/n + \sigma_\varepsilon^2/(Sn)`; each of the two terms above also holds
-:math:`\sigma_\varepsilon^2/(Sn)` in expectation, so :math:`\mathrm{SE}^2` errs on the wide side by
-that one small term. With five seeds :math:`V_{\text{seed}}` rests on four degrees of freedom,
-so the interval is Student's, with the Welch–Satterthwaite degrees of freedom
+:math:`\varepsilon`: their interaction), :math:`\mathrm{Var}(\hat\Delta) = \sigma_\alpha^2/n_r +
+\sigma_\beta^2/n_q + \sigma_\varepsilon^2/(n_r n_q)`; each of the two terms above also holds
+:math:`\sigma_\varepsilon^2/(n_r n_q)` in expectation, so :math:`\mathrm{SE}^2` errs on the wide
+side by that one small term. With five seeds :math:`V_{\text{seed}}` rests on four degrees of
+freedom, so the interval is Student's, with the Welch–Satterthwaite degrees of freedom
 
 .. math::
 
     \nu = \frac{(V_{\text{seed}} + V_{\text{query}})^2}
-               {V_{\text{seed}}^2/(S-1) + V_{\text{query}}^2/(n-1)}, \qquad
+               {V_{\text{seed}}^2/(n_r-1) + V_{\text{query}}^2/(n_q-1)}, \qquad
     [\mathrm{low}, \mathrm{high}] = \hat\Delta \mp t_{\nu,\,(1+\text{level})/2}\,\mathrm{SE}
 
-(:math:`\nu` is near :math:`S - 1` when the seeds dominate, near :math:`n - 1` when the queries
-do). This replaced a two-way percentile bootstrap (seeds and queries resampled with
-replacement), whose interval was too narrow with five seeds: a bootstrap over :math:`S` values
-has a variance :math:`(S-1)/S` of the plug-in one and normal, not Student, tails. Judging a
+(:math:`\nu` is near :math:`n_r - 1` when the seeds dominate, near :math:`n_q - 1` when the
+queries do). This replaced a two-way percentile bootstrap (seeds and queries resampled with
+replacement), whose interval was too narrow with five seeds: a bootstrap over :math:`n_r` values
+has :math:`(n_r-1)/n_r` of the plug-in variance and normal, not Student, tails. Judging a
 method's runs against its own other runs (:func:`false_positive_rate`, on the book's reference
-build, two seeds per side) the bootstrap flagged 79 of 405 comparisons and this rule 34; in the
-simulation of :mod:`cirlib.verdict_flips` with five seeds per method and no true gap, 7.5% and
-4.5% of 200 trials. The error rate of the whole rule is measured, not assumed.
+build, two seeds per side; measured 2026-12-05) the bootstrap flagged 79 of 405 comparisons and
+this rule 34; in the simulation of :mod:`cirlib.verdict_flips` with five seeds per method and
+no true gap, 7.5% and 4.5% of 200 trials. The error rate of the whole rule is measured, not
+assumed.
 
 **Rule.** With a stated minimum effect :math:`\delta` (points):
 
@@ -57,7 +60,7 @@ simulation of :mod:`cirlib.verdict_flips` with five seeds per method and no true
 
 and "no difference" otherwise: a gap whose interval touches zero, or one too small to matter,
 never ranks two methods. Nor does a comparison on fewer than ``min_seeds`` shared seeds
-(default 2): with one seed the seed stage has nothing to resample, the interval then reflects
+(default 2): with one seed the seed term cannot be measured, the interval then reflects
 only the choice of test queries, and a lucky training run would read as a finding.
 
 **Breakdowns.** A claim about a group of queries (``values`` of a meta key, e.g. colour edits)
@@ -67,8 +70,8 @@ the per-seed contrasts, and its query term adds one :math:`V_{\text{query}}` per
 over that group's queries, as in a two-sample standard error), with one term per group in
 :math:`\nu`'s denominator.
 
-**Determinism.** No random draws: the sums are exact integers, the rest a few correctly
-rounded float operations and SciPy's Student quantile (SciPy is installed with POT). The same
+**Determinism.** No random draws: the hit sums are exact integers, the rest a few float
+operations in a fixed order and SciPy's Student quantile (SciPy is installed with POT). The same
 inputs give the same verdict on any machine with the pinned packages.
 
 Introduced in chapter "Comparing the methods".
@@ -226,7 +229,7 @@ def _is_record(source) -> bool:
 
 
 def per_query_hits(source, method: str, metric: str) -> tuple[tuple[int, ...], np.ndarray]:
-    """``(seeds, hits [S, n])`` of ``method`` from a results record (the JSON of
+    """``(seeds, hits [seeds, queries])`` of ``method`` from a results record (the JSON of
     :func:`cirlib.harness.write_results`, with ``"per_query"``) or from in-memory
     :func:`cirlib.harness.compare` results (``{method: {seed: RankedEvaluation}}``)."""
     if _is_record(source):
@@ -304,12 +307,12 @@ def paired_interval(
     strata: Sequence[tuple[np.ndarray, int]] | None = None,
     level: float = DEFAULT_LEVEL,
 ) -> PairedInterval:
-    r"""The interval of the module docstring for integer hit differences ``diffs`` ``[S, n]``.
+    r"""The interval of the module docstring for integer hit differences ``diffs`` ``[seeds, queries]``.
 
     ``strata`` is a list of ``(columns, coefficient)`` (default: all queries, coefficient 1):
     the statistic is :math:`\sum_k \mathrm{coef}_k \hat\Delta_k` with :math:`\hat\Delta_k` the
     difference on the columns of stratum :math:`k`. The seed term is the variance of the
-    per-seed statistic over seeds, divided by :math:`S`; the query term adds, per stratum,
+    per-seed statistic over seeds, divided by :math:`n_r`; the query term adds, per stratum,
     :math:`\mathrm{coef}_k^2` times the variance of the seed-averaged per-query differences
     over its queries, divided by :math:`n_k`. A term with one seed (or a stratum with one
     query) has nothing to measure a spread with and counts 0.
@@ -370,7 +373,7 @@ def paired_verdict(
     min_effect: float = DEFAULT_MIN_EFFECT,
     min_seeds: int = DEFAULT_MIN_SEEDS,
 ) -> Verdict:
-    """Judge "``a`` > ``b``" from paired 0/1 hits ``[S, n]`` (row ``s`` of both = seed ``s``).
+    """Judge "``a`` > ``b``" from paired 0/1 hits ``[seeds, queries]`` (row ``r`` of both = seed ``r``).
 
     ``strata`` defaults to all queries with coefficient 1 (see :func:`paired_interval`).
     """
