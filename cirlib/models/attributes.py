@@ -8,7 +8,8 @@ ours):
 * **Base query**: the Combiner, :math:`q^0 = \mathrm{Combiner}(x_I, x_T)`, against the frozen
   target feature :math:`t^0 = \mathrm{normalize}(x_{I_t})`.
 * **Attribute embedding of an image** (target side): a learned per-token projection
-  :math:`\xi_a: \mathbb{R}^W \to \mathbb{R}^d` applied to every image token and flattened,
+  :math:`\xi_a: \mathbb{R}^W \to \mathbb{R}^d` (``project``) applied to every image token and
+  flattened,
   :math:`t^a = \mathrm{normalize}([\xi_a(z_1); \dots; \xi_a(z_T)])`. Flattening keeps
   *where* an attribute is, which a pooled vector would lose.
 * **Attribute sub-query** (query side): the same map of the *reference*, edited where the text
@@ -22,7 +23,8 @@ ours):
 
       q^a = \mathrm{normalize}\big([(1-g_k)\,\xi_a(z_k) + g_k v_k]_{k=1..T}\big).
 
-* **Text-conditioned weights**: :math:`\pi = \mathrm{softmax}(\mathrm{MLP}(x_T)) \in \Delta^{A}`.
+* **Text-conditioned weights**: :math:`\pi = \mathrm{softmax}(\mathrm{MLP}(x_T)) \in \Delta^{A}`
+  (``QueryParts.weights``; :math:`\pi_0` weighs the base query).
 * **Score**: :math:`\mathrm{sim}(q, c) = \pi_0\, q^{0\top} t^0_c + \sum_a \pi_a\, q^{a\top} t^a_c`,
   which is the dot product of :math:`[\pi_0 q^0; \pi_1 q^1; \dots]` with :math:`[t^0; t^1; \dots]`,
   so retrieval stays one matrix product over stored gallery embeddings.

@@ -71,8 +71,8 @@ class HingeCrossAttention(nn.Module):
 
     With reference tokens :math:`R \in \mathbb{R}^{N \times W_I}`, target tokens
     :math:`G \in \mathbb{R}^{M \times W_I}`, text tokens :math:`T \in \mathbb{R}^{L \times W_T}`
-    and the text mask :math:`m \in \{0,1\}^L`; :math:`\psi` is a Linear + ReLU adapter to the
-    width :math:`d`:
+    and the text mask :math:`m \in \{0,1\}^L`; :math:`\psi` (``image_adapter``) is a Linear + ReLU
+    adapter to the width :math:`d`:
 
     .. math::
 
