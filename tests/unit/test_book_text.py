@@ -115,6 +115,12 @@ RETIRED = {
     r"q^{s\top}": r"DQE-CIR's colour and shape parts are $q^{col}$, $q^{shp}$",
     "t^c": r"DQE-CIR's colour and shape parts are $t^{col}$, $t^{shp}$ ($c$ is a candidate)",
     "t^s": r"DQE-CIR's colour and shape parts are $t^{col}$, $t^{shp}$ ($s$ is the logit scale)",
+    # a fixed loss weight is a w (alpha and beta are MGUR's noise)
+    r"\alpha\, \mathrm{CE}": r"CaLa's branch weights are $w_{TBIA}$, $w_{CTR}$ (a loss weight is a $w$)",
+    r"\alpha\,\mathrm{CE}": r"CaLa's branch weights are $w_{TBIA}$, $w_{CTR}$ (a loss weight is a $w$)",
+    r"\beta\, \mathrm{CE}": r"CaLa's branch weights are $w_{TBIA}$, $w_{CTR}$ (a loss weight is a $w$)",
+    r"\beta\,\mathrm{CE}": r"CaLa's branch weights are $w_{TBIA}$, $w_{CTR}$ (a loss weight is a $w$)",
+    r"\alpha = \beta = 0.5": r"CaLa's branch weights are $w_{TBIA} = w_{CTR} = 0.5$",
     # u is MGUR's uncertainty only
     r"\cos(u_i": r"CaLa's CTR text side is $\zeta_i$ ($u$ is MGUR's uncertainty)",
     "W_u": r"CaLa's CTR text side is $\zeta_i = W_\zeta\,\mathrm{ReLU}(W_T x_T)$",
@@ -194,6 +200,9 @@ def test_the_retired_spellings_are_found_where_they_are_used_and_only_there():
         r"\lfloor \ell M \rfloor \le r < \max(\lfloor \ell M\rfloor + 1, \lceil u M \rceil)",
         r"the band between the $\ell$- and $u$-quantiles",
         r"between the :math:`\ell`- and :math:`u`-quantiles",
+        r"\mathrm{CE}(S_{QTM}) + \alpha\, \mathrm{CE}(S_{TBIA}) + \beta\, \mathrm{CE}(S_{CTR})",
+        r":math:`\mathrm{CE}(S_{QTM}) + \alpha\,\mathrm{CE}(S_{TBIA})`",
+        r"we use $\alpha = \beta = 0.5$",
     ):
         assert _retired_in(bad), bad
     # each of those spellings is caught on its own, not only beside another one
@@ -215,6 +224,9 @@ def test_the_retired_spellings_are_found_where_they_are_used_and_only_there():
         r"\log u_i = \log a_i - \operatorname{LSE}_k(-M_{ik}/\tau + \log v_k)",
         r"\lfloor \eta_{lo} M \rfloor \le r < \lceil \eta_{hi} M \rceil",
         r"\ell_2-normalised",
+        r"\mathrm{CE}(S_{QTM}) + w_{TBIA}\, \mathrm{CE}(S_{TBIA}) + w_{CTR}\, \mathrm{CE}(S_{CTR})",
+        r"\tilde f = \alpha \odot \mathrm{IN}(f) + \beta",
+        r"the paper writes them :math:`\alpha`, :math:`\beta`",
     ):
         assert not _retired_in(good), good
 
