@@ -8,8 +8,9 @@ Three ``[B, B]`` logit matrices, each with the matching pairs on the diagonal:
 
 With :math:`\mathrm{CE}(S) = \frac1B \sum_i -\log \mathrm{softmax}(S_{i,:})_i`:
 
-* paper (default): :math:`\mathcal L = \mathrm{CE}(S_{QTM}) + \alpha\,\mathrm{CE}(S_{TBIA})
-  + \beta\,\mathrm{CE}(S_{CTR})`;
+* paper (default): :math:`\mathcal L = \mathrm{CE}(S_{QTM}) + w_{TBIA}\,\mathrm{CE}(S_{TBIA})
+  + w_{CTR}\,\mathrm{CE}(S_{CTR})` (the paper's :math:`\alpha`, :math:`\beta`; the arguments
+  ``alpha``, ``beta``);
 * released code: :math:`\mathcal L = w_h\,\mathrm{CE}(S_{TBIA}) + (1-w_h)\,
   \mathrm{CE}\big(w_t S_{CTR} + (1-w_t) S_{QTM}\big)` — CTR's logits are mixed into the main
   logits *before* the softmax (Jiang et al., 2024, released code ``src/blip_fine_tune.py``;
@@ -61,13 +62,14 @@ def additive_cala_loss(
     beta: float,
 ) -> torch.Tensor:
     r"""The paper's objective (Jiang et al., 2024)
-    :math:`\mathcal L = \mathrm{CE}(S_{QTM}) + \alpha\,\mathrm{CE}(S_{TBIA}) + \beta\,\mathrm{CE}(S_{CTR})`.
+    :math:`\mathcal L = \mathrm{CE}(S_{QTM}) + w_{TBIA}\,\mathrm{CE}(S_{TBIA}) + w_{CTR}\,\mathrm{CE}(S_{CTR})`.
 
     Parameters
     ----------
     qtm_logits, tbia_logits, ctr_logits : ``[B, B]``, diagonal = matching pairs. A branch
         left out (``None``) must have weight 0.
-    alpha, beta : weights of TBIA and CTR (the paper's values are unknown to us).
+    alpha, beta : :math:`w_{TBIA}` and :math:`w_{CTR}`, the weights of TBIA and CTR (the paper
+        writes them :math:`\alpha`, :math:`\beta`; its values are unknown to us).
 
     Examples
     --------

@@ -21,12 +21,13 @@ keep ranks :math:`r` with
 
 .. math::
 
-    \lfloor \ell\, |C_i| \rfloor \le r < \max\big(\lfloor \ell |C_i| \rfloor + 1,\;
-    \lceil u\, |C_i| \rceil\big),
+    \lfloor \eta_{lo} |C_i| \rfloor \le r < \max\big(\lfloor \eta_{lo} |C_i| \rfloor + 1,\;
+    \lceil \eta_{hi} |C_i| \rceil\big),
 
-i.e. the candidates between the :math:`\ell`- and :math:`u`-quantiles of the query's
-Δ-distribution (never empty). :math:`\ell` drops the near-target zone, :math:`u` the easy tail;
-``(0, 1)`` is uniform sampling, ``(0, u)`` hardest-negative mining.
+i.e. the candidates between the :math:`\eta_{lo}`- and :math:`\eta_{hi}`-quantiles of the
+query's Δ-distribution (never empty). :math:`\eta_{lo}` drops the near-target zone,
+:math:`\eta_{hi}` the easy tail; ``(0, 1)`` is uniform sampling, ``(0, upper)``
+hardest-negative mining.
 
 **Refresh.** :class:`TargetRelativeMiner` stores each query's zone (or a uniform subset of it,
 ``pool_size``) and rebuilds it every ``refresh_every`` epochs from freshly encoded queries and
@@ -63,8 +64,9 @@ def delta_scores(scores: torch.Tensor, target_columns: torch.Tensor) -> torch.Te
 def zone_bounds(n_candidates: torch.Tensor, lower: float, upper: float):
     r"""Rank range ``[start, stop)`` of the mid-zone for ``n_candidates`` candidates per row.
 
-    ``start`` :math:`= \lfloor \ell n \rfloor`, ``stop`` :math:`= \max(start + 1, \lceil u n
-    \rceil)`, both clipped to ``n`` (rows with no candidate get an empty range).
+    ``start`` :math:`= \lfloor \eta_{lo} n \rfloor`, ``stop`` :math:`= \max(start + 1,
+    \lceil \eta_{hi} n \rceil)` with ``lower`` :math:`= \eta_{lo}` and ``upper``
+    :math:`= \eta_{hi}`, both clipped to ``n`` (rows with no candidate get an empty range).
     Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
     """
     n = n_candidates.long()
@@ -83,7 +85,7 @@ def mid_zone(
     Parameters
     ----------
     delta : ``[Q, N]`` Δ-scores (see :func:`delta_scores`).
-    lower, upper : quantile bounds :math:`0 \le \ell < u \le 1`.
+    lower, upper : quantile bounds :math:`0 \le \eta_{lo} < \eta_{hi} \le 1`.
     exclude : ``[Q, N]`` bool, True for candidates that may never be returned (the target,
         listed valid targets, the reference); they are also left out of the distribution.
 

@@ -8,8 +8,9 @@ ours):
 * **Base query**: the Combiner, :math:`q^0 = \mathrm{Combiner}(x_I, x_T)`, against the frozen
   target feature :math:`t^0 = \mathrm{normalize}(x_{I_t})`.
 * **Attribute embedding of an image** (target side): a learned per-token projection
-  :math:`\varphi_a: \mathbb{R}^W \to \mathbb{R}^d` applied to every image token and flattened,
-  :math:`t^a = \mathrm{normalize}([\varphi_a(z_1); \dots; \varphi_a(z_T)])`. Flattening keeps
+  :math:`\xi_a: \mathbb{R}^W \to \mathbb{R}^d` (``project``) applied to every image token and
+  flattened,
+  :math:`t^a = \mathrm{normalize}([\xi_a(z_1); \dots; \xi_a(z_T)])`. Flattening keeps
   *where* an attribute is, which a pooled vector would lose.
 * **Attribute sub-query** (query side): the same map of the *reference*, edited where the text
   says. Per token :math:`k`, a gate :math:`g_k \in (0,1)` and a new value :math:`v_k` are read
@@ -20,11 +21,12 @@ ours):
       h_k = \mathrm{drop}\,\mathrm{ReLU}(W_x x_T + W_z z_k + p_k),\quad
       g_k = \sigma(w_g^\top h_k),\quad v_k = W_v h_k,
 
-      q^a = \mathrm{normalize}\big([(1-g_k)\,\varphi_a(z_k) + g_k v_k]_{k=1..T}\big).
+      q^a = \mathrm{normalize}\big([(1-g_k)\,\xi_a(z_k) + g_k v_k]_{k=1..T}\big).
 
-* **Text-conditioned weights**: :math:`w = \mathrm{softmax}(\mathrm{MLP}(x_T)) \in \Delta^{A}`.
-* **Score**: :math:`\mathrm{sim}(q, c) = w_0\, q^{0\top} t^0_c + \sum_a w_a\, q^{a\top} t^a_c`,
-  which is the dot product of :math:`[w_0 q^0; w_1 q^1; \dots]` with :math:`[t^0; t^1; \dots]`,
+* **Text-conditioned weights**: :math:`\pi = \mathrm{softmax}(\mathrm{MLP}(x_T)) \in \Delta^{A}`
+  (``QueryParts.weights``; :math:`\pi_0` weighs the base query).
+* **Score**: :math:`\mathrm{sim}(q, c) = \pi_0\, q^{0\top} t^0_c + \sum_a \pi_a\, q^{a\top} t^a_c`,
+  which is the dot product of :math:`[\pi_0 q^0; \pi_1 q^1; \dots]` with :math:`[t^0; t^1; \dots]`,
   so retrieval stays one matrix product over stored gallery embeddings.
 
 Introduced in chapter "DQE-CIR: attribute-weighted queries and target-relative negatives".
@@ -67,7 +69,7 @@ class AttributeWeights(nn.Module):
 
     .. math::
 
-        w = \mathrm{softmax}\big(W_2\, \mathrm{drop}\,\mathrm{ReLU}(W_1 x_T)\big) \in \Delta^{A}
+        \pi = \mathrm{softmax}\big(W_2\, \mathrm{drop}\,\mathrm{ReLU}(W_1 x_T)\big) \in \Delta^{A}
 
     The output layer starts at zero, so training starts from equal weights.
 
@@ -138,7 +140,7 @@ class AttributeWeightedCombiner(nn.Module):
     returns :class:`GalleryParts`; :meth:`joint_query` and :meth:`joint_gallery` flatten them so
     that ``joint_query(q) @ joint_gallery(g).T`` is the score
 
-    .. math:: \mathrm{sim}(q, c) = w_0\, q^{0\top} t^0_c + \sum_a w_a\, q^{a\top} t^a_c.
+    .. math:: \mathrm{sim}(q, c) = \pi_0\, q^{0\top} t^0_c + \sum_a \pi_a\, q^{a\top} t^a_c.
 
     With ``attributes=()`` the head *is* the Combiner (one weight, equal to 1). Token width
     ``W`` and count ``T`` come from the features, so the same head runs on the toy encoder
@@ -197,7 +199,7 @@ class AttributeWeightedCombiner(nn.Module):
 
     @staticmethod
     def joint_query(parts: QueryParts) -> torch.Tensor:
-        """``[B, D + A·E]``: :math:`[w_0 q^0; w_1 q^1; \\dots]`."""
+        r"""``[B, D + A·E]``: :math:`[\pi_0 q^0; \pi_1 q^1; \dots]`."""
         w = parts.weights
         pieces = [w[:, :1] * parts.base]
         pieces += [w[:, 1 + a, None] * parts.attributes[:, a] for a in range(w.shape[1] - 1)]

@@ -71,13 +71,13 @@ class HingeCrossAttention(nn.Module):
 
     With reference tokens :math:`R \in \mathbb{R}^{N \times W_I}`, target tokens
     :math:`G \in \mathbb{R}^{M \times W_I}`, text tokens :math:`T \in \mathbb{R}^{L \times W_T}`
-    and the text mask :math:`m \in \{0,1\}^L`; :math:`\phi` is a Linear + ReLU adapter to the
-    width :math:`d`:
+    and the text mask :math:`m \in \{0,1\}^L`; :math:`\psi` (``image_adapter``) is a Linear + ReLU
+    adapter to the width :math:`d`:
 
     .. math::
 
-        Q = \phi(R) W_q,\quad H = \mathrm{diag}(m)\,T W_h,\quad K = \phi(G) W_k,\quad
-        V = \phi(G) W_v
+        Q = \psi(R) W_q,\quad H = \mathrm{diag}(m)\,T W_h,\quad K = \psi(G) W_k,\quad
+        V = \psi(G) W_v
 
         A = \frac{Q H^\top}{\sqrt d} \in \mathbb{R}^{N\times L},\qquad
         B = \frac{H K^\top}{\sqrt d} \in \mathbb{R}^{L\times M}
@@ -157,7 +157,7 @@ class HingeCrossAttention(nn.Module):
 class TwinAttentionCompositor(nn.Module):
     r"""Fuse a reference and a target image with two chains of cross-attention.
 
-    With :math:`\tilde R = [c; \phi(R)]` and :math:`\tilde G = [c; \phi(G)]` (a learned token
+    With :math:`\tilde R = [c; \psi(R)]` and :math:`\tilde G = [c; \psi(G)]` (a learned token
     :math:`c \in \mathbb{R}^d` in front of the adapted tokens) and single-head attention
     layers :math:`\mathrm{Att}^{r}_k, \mathrm{Att}^{g}_k` (no residual, no LayerNorm, no FFN,
     as in the released code):
@@ -264,7 +264,7 @@ class CaLa(nn.Module):
         return self.combiner(image_features, text_features)
 
     def complementary_text(self, text_features: torch.Tensor) -> torch.Tensor:
-        r"""CTR's text side :math:`u = W_u\,\mathrm{ReLU}(W_T x_T)` ``[B, d]`` (un-normalised);
+        r"""CTR's text side :math:`\zeta = W_\zeta\,\mathrm{ReLU}(W_T x_T)` ``[B, d]`` (un-normalised);
         :math:`W_T` is the Combiner's own text projection, without its dropout."""
         return self.text_head(F.relu(self.combiner.text_projection(text_features)))
 

@@ -98,6 +98,36 @@ RETIRED = {
     "s^-": r"scores are $\mathrm{sim}^\pm$",
     "counted from 1": "ranks count from 0",
     "rank 1 is the top": "ranks count from 0 (rank 0 is the top)",
+    # phi is Pic2Word's mapping network only
+    r"\phi(R)": r"CaLa's Linear + ReLU adapter is $\psi$ ($\phi$ is Pic2Word's mapping network)",
+    r"\phi(G)": r"CaLa's Linear + ReLU adapter is $\psi$ ($\phi$ is Pic2Word's mapping network)",
+    r"\varphi_a": r"DQE-CIR's attribute projection is $\xi_a$ ($\phi$ is Pic2Word's mapping network)",
+    # w is a fixed loss weight; DQE-CIR's text-conditioned weights are pi, and colour and shape
+    # are spelled col and shp (s is the logit scale, c a candidate image)
+    r"w = \mathrm{softmax}": r"DQE-CIR's text-conditioned weights are $\pi$ ($w$ weighs a loss term)",
+    "w_0": r"DQE-CIR's weights are $\pi_0$, $\pi_{col}$, $\pi_{shp}$ ($w$ weighs a loss term)",
+    "w_c": r"DQE-CIR's weights are $\pi_0$, $\pi_{col}$, $\pi_{shp}$ ($w$ weighs a loss term)",
+    "w_s": r"DQE-CIR's weights are $\pi_0$, $\pi_{col}$, $\pi_{shp}$ ($w$ weighs a loss term)",
+    "w_a": r"DQE-CIR's weights are $\pi_a$ ($w$ weighs a loss term)",
+    "q^c": r"DQE-CIR's colour and shape parts are $q^{col}$, $q^{shp}$ ($c$ is a candidate)",
+    "q^s": r"DQE-CIR's colour and shape parts are $q^{col}$, $q^{shp}$ ($s$ is the logit scale)",
+    r"q^{c\top}": r"DQE-CIR's colour and shape parts are $q^{col}$, $q^{shp}$",
+    r"q^{s\top}": r"DQE-CIR's colour and shape parts are $q^{col}$, $q^{shp}$",
+    "t^c": r"DQE-CIR's colour and shape parts are $t^{col}$, $t^{shp}$ ($c$ is a candidate)",
+    "t^s": r"DQE-CIR's colour and shape parts are $t^{col}$, $t^{shp}$ ($s$ is the logit scale)",
+    # a fixed loss weight is a w (alpha and beta are MGUR's noise)
+    r"\alpha\, \mathrm{CE}": r"CaLa's branch weights are $w_{TBIA}$, $w_{CTR}$ (a loss weight is a $w$)",
+    r"\alpha\,\mathrm{CE}": r"CaLa's branch weights are $w_{TBIA}$, $w_{CTR}$ (a loss weight is a $w$)",
+    r"\beta\, \mathrm{CE}": r"CaLa's branch weights are $w_{TBIA}$, $w_{CTR}$ (a loss weight is a $w$)",
+    r"\beta\,\mathrm{CE}": r"CaLa's branch weights are $w_{TBIA}$, $w_{CTR}$ (a loss weight is a $w$)",
+    r"\alpha = \beta = 0.5": r"CaLa's branch weights are $w_{TBIA} = w_{CTR} = 0.5$",
+    # u is MGUR's uncertainty only
+    r"\cos(u_i": r"CaLa's CTR text side is $\zeta_i$ ($u$ is MGUR's uncertainty)",
+    "W_u": r"CaLa's CTR text side is $\zeta_i = W_\zeta\,\mathrm{ReLU}(W_T x_T)$",
+    r"\lceil u": r"the mid-zone's bounds are $\eta_{lo}$, $\eta_{hi}$ ($u$ is MGUR's uncertainty)",
+    r"\lfloor \ell": r"the mid-zone's bounds are $\eta_{lo}$, $\eta_{hi}$",
+    r"\ell$-": r"the mid-zone's bounds are $\eta_{lo}$, $\eta_{hi}$",
+    r"\ell`-": r"the mid-zone's bounds are $\eta_{lo}$, $\eta_{hi}$",
 }
 
 
@@ -120,12 +150,16 @@ def test_the_notation_page_lists_each_symbol_once_and_is_in_the_book():
 
 
 def _retired_in(text: str) -> list[str]:
-    """The retired spellings in ``text``, each with its fix (not inside a longer name)."""
-    return [
-        f"{old!r}: {why}"
-        for old, why in RETIRED.items()
-        if re.search(r"(?<![A-Za-z_\\])" + re.escape(old), text)
-    ]
+    """The retired spellings in ``text``, each with its fix (not inside a longer name).
+
+    A spelling that ends in a letter or digit must end there too: ``w_c`` is DQE-CIR's old
+    colour weight, but ``w_colour_on_colour`` is a glue name."""
+    found = []
+    for old, why in RETIRED.items():
+        end = r"(?![A-Za-z0-9])" if old[-1].isalnum() else ""
+        if re.search(r"(?<![A-Za-z_\\])" + re.escape(old) + end, text):
+            found.append(f"{old!r}: {why}")
+    return found
 
 
 @pytest.mark.parametrize("path", NOTATION_CHAPTERS, ids=lambda p: p.stem)
@@ -154,7 +188,25 @@ def test_the_retired_spellings_are_found_where_they_are_used_and_only_there():
         r"\max\big(0,\; m - s(q_i, t_i) + s(q_i, n_{ik})\big)",
         r"\hat f = \alpha \odot \mathrm{IN}(f) + \beta",
         r"\gamma_e = e^{-g e / E}",
+        r"Q = \phi(R) W_q,\quad K = \phi(G) W_k",
+        r"\tilde R = [c; \phi(R)]",
+        r"a learned $\varphi_a: \mathbb{R}^W \to \mathbb{R}^d$",
+        r"$w = \mathrm{softmax}(\mathrm{MLP}(x_T))$",
+        r"w_0\, q^{0\top} t^0_c + w_c\, q^{c\top} t^c_c + w_s\, q^{s\top} t^s_c",
+        r"$[w_0 q^0; w_c q^c; w_s q^s]$ and $[t^0; t^c; t^s]$",
+        r"\sum_a w_a\, q^{a\top} t^a_c",
+        r"$S_{CTR}(i, j) = 10 \cos(u_i, v_j)$",
+        r":math:`u = W_u\,\mathrm{ReLU}(W_T x_T)`",
+        r"\lfloor \ell M \rfloor \le r < \max(\lfloor \ell M\rfloor + 1, \lceil u M \rceil)",
+        r"the band between the $\ell$- and $u$-quantiles",
+        r"between the :math:`\ell`- and :math:`u`-quantiles",
+        r"\mathrm{CE}(S_{QTM}) + \alpha\, \mathrm{CE}(S_{TBIA}) + \beta\, \mathrm{CE}(S_{CTR})",
+        r":math:`\mathrm{CE}(S_{QTM}) + \alpha\,\mathrm{CE}(S_{TBIA})`",
+        r"we use $\alpha = \beta = 0.5$",
     ):
+        assert _retired_in(bad), bad
+    # each of those spellings is caught on its own, not only beside another one
+    for bad in ("w_0", "w_c", "w_s", "q^c", "q^s", "t^c_c", "t^s;", r"\phi(G)", r"\lceil u n"):
         assert _retired_in(bad), bad
     for good in (
         r"\lambda = \sigma\big(w_\lambda^\top \mathrm{drop}(\mathrm{ReLU}(W_\lambda c))\big)",
@@ -163,6 +215,18 @@ def test_the_retired_spellings_are_found_where_they_are_used_and_only_there():
         "ranks = target_ranks(q, gallery, targets(q))",
         r"\tilde f = \alpha \odot \mathrm{IN}(f) + \beta, \qquad \hat F_k",
         r"\max(\gamma - W_{ij}, 0)",
+        r"y_i = T(\text{template};\ * \mapsto \phi(x_i))",
+        r"Q = \psi(R) W_q,\quad H = \mathrm{diag}(m)\, T W_h",
+        r"\pi_0\, q^{0\top} t^0_c + \pi_{col}\, q^{col\top} t^{col}_c + \pi_{shp}\, q^{shp\top} t^{shp}_c",
+        r"$w_t = 0.45$, $w_h = 0.1$, $w_{MSI}$, $w_g^\top h_k$",
+        "{glue:text}`w_colour_on_colour:.2f` and {glue:text}`w_shape_elsewhere:.2f`",
+        r"$S_{CTR}(i, j) = 10 \cos(\zeta_i, v_j)$",
+        r"\log u_i = \log a_i - \operatorname{LSE}_k(-M_{ik}/\tau + \log v_k)",
+        r"\lfloor \eta_{lo} M \rfloor \le r < \lceil \eta_{hi} M \rceil",
+        r"\ell_2-normalised",
+        r"\mathrm{CE}(S_{QTM}) + w_{TBIA}\, \mathrm{CE}(S_{TBIA}) + w_{CTR}\, \mathrm{CE}(S_{CTR})",
+        r"\tilde f = \alpha \odot \mathrm{IN}(f) + \beta",
+        r"the paper writes them :math:`\alpha`, :math:`\beta`",
     ):
         assert not _retired_in(good), good
 

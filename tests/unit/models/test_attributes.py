@@ -60,10 +60,10 @@ def test_sub_query_matches_the_formula_written_out():
     _, y, z = _inputs()
     h = F.relu(z @ sq.token_in.weight.T + sq.token_in.bias + sq.text_in(y)[:, None] + sq.position)
     gate = torch.sigmoid(h @ sq.gate.weight.T + sq.gate.bias)
-    phi = z @ sq.project.weight.T + sq.project.bias
-    expected = F.normalize(((1 - gate) * phi + gate * sq.value(h)).flatten(1), dim=-1)
+    xi = z @ sq.project.weight.T + sq.project.bias
+    expected = F.normalize(((1 - gate) * xi + gate * sq.value(h)).flatten(1), dim=-1)
     torch.testing.assert_close(sq(z, y), expected)
-    torch.testing.assert_close(sq.embed(z), F.normalize(phi.flatten(1), dim=-1))
+    torch.testing.assert_close(sq.embed(z), F.normalize(xi.flatten(1), dim=-1))
 
 
 def test_sub_query_gate_limits():
