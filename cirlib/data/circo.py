@@ -28,7 +28,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cirlib.data.records import CIRSplit, DatasetError, Triplet, read_entry_list, read_json
+from cirlib.data.missing_images import require_image_files
+from cirlib.data.records import (
+    CIRSplit,
+    DatasetError,
+    Triplet,
+    parse_unique_entries,
+    read_entry_list,
+    read_json,
+)
 
 __all__ = ["CIRCO_IMAGE_DIR", "CIRCO_IMAGE_INFO", "CIRCO_SPLITS", "load_circo", "read_image_info"]
 
@@ -41,6 +49,11 @@ _FIX_HINT = (
     "(https://github.com/miccunifi/CIRCO, annotations/; COCO 2017 unlabeled image info from "
     "https://cocodataset.org) and check it with `python data_scripts/prepare_data.py circo "
     "<folder> --check`"
+)
+_IMAGES_HINT = (
+    "download COCO 2017's unlabeled images from https://cocodataset.org and install CIRCO again "
+    "with `python data_scripts/prepare_data.py circo <folder> --images <unlabeled2017 folder> "
+    '--force` (book/setup.md, section "Preparing a dataset")'
 )
 
 
@@ -144,25 +157,18 @@ def load_circo(root: str | os.PathLike, split: str, *, check_images: bool = Fals
             )
     files = read_image_info(info_file)
     entries = read_entry_list(annotations, _FIX_HINT)
-    triplets, seen = [], {}
-    for index, entry in enumerate(entries):
-        t = _parse(annotations, index, entry, files, labelled=split == "val")
-        if t.pair_id in seen:
-            raise DatasetError(
-                f"{annotations}: entry {index} (id {t.pair_id}), field 'id': duplicates entry "
-                f"{seen[t.pair_id]}; {_FIX_HINT}"
-            )
-        seen[t.pair_id] = index
-        triplets.append(t)
+    triplets = parse_unique_entries(
+        annotations,
+        entries,
+        lambda index, entry: _parse(annotations, index, entry, files, labelled=split == "val"),
+        "id",
+        _FIX_HINT,
+    )
     image_paths = {name: root / CIRCO_IMAGE_DIR / file for name, file in files.items()}
     if check_images:
-        missing = [n for n, p in image_paths.items() if not p.is_file()]
-        if missing:
-            raise DatasetError(
-                f"{len(missing)} of {len(image_paths)} CIRCO gallery images are missing under "
-                f"{root / CIRCO_IMAGE_DIR} (first: {image_paths[missing[0]]}); download COCO "
-                "2017's unlabeled images from https://cocodataset.org"
-            )
+        require_image_files(
+            image_paths, "CIRCO gallery images", root / CIRCO_IMAGE_DIR, "circo", _IMAGES_HINT
+        )
     return CIRSplit(
         name=f"circo/{split}", triplets=triplets, gallery=list(files), image_paths=image_paths
     )

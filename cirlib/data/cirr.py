@@ -29,11 +29,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cirlib.data.missing_images import require_image_files
 from cirlib.data.records import (
     CIRSplit,
     DatasetError,
     Triplet,
-    moved_download_hint,
+    parse_unique_entries,
     read_entry_list,
     read_json,
 )
@@ -56,6 +57,12 @@ _FIX_HINT = (
     "folder> --check` (it runs these same checks) and install it again with `python "
     'data_scripts/prepare_cirr.py <downloaded folder> --force` (book/setup.md, section "Preparing '
     'a dataset")'
+)
+
+_IMAGES_HINT = (
+    "CIRR images come from NLVR2 on request: check them with `python data_scripts/prepare_cirr.py "
+    '<folder> --images <NLVR2 folder> --check` (book/setup.md, section "Preparing a dataset"); '
+    "for the toy world run `python data_scripts/make_toyworld.py --profile toy`"
 )
 
 
@@ -122,33 +129,22 @@ def load_cirr(
 
     # Test splits have no released targets; every other split must name one per query.
     target_required = not split.startswith("test")
-    triplets = []
-    seen_pair_ids: dict[int, int] = {}
-    for index, entry in enumerate(entries):
-        triplet = _parse_entry(captions_file, index, entry, image_files, target_required)
-        if triplet.pair_id in seen_pair_ids:
-            raise DatasetError(
-                f"{captions_file}: entry {index} (pairid {triplet.pair_id}), field 'pairid': "
-                f"duplicates entry {seen_pair_ids[triplet.pair_id]}; {_FIX_HINT}"
-            )
-        seen_pair_ids[triplet.pair_id] = index
-        triplets.append(triplet)
+    triplets = parse_unique_entries(
+        captions_file,
+        entries,
+        lambda index, entry: _parse_entry(
+            captions_file, index, entry, image_files, target_required
+        ),
+        "pairid",
+        _FIX_HINT,
+    )
 
     base = Path(image_root) if image_root is not None else root
     image_paths = {name: base / rel for name, rel in image_files.items()}
     if check_images:
-        missing = [name for name, path in image_paths.items() if not path.is_file()]
-        if missing:
-            raise DatasetError(
-                f"{len(missing)} of {len(image_paths)} image files of CIRR split {split!r} are "
-                f"missing under {base} (first: {', '.join(missing[:5])}; expected e.g. "
-                f"{image_paths[missing[0]]}); {moved_download_hint(image_paths[missing[0]], 'cirr')}"
-                "CIRR images come from NLVR2 on request: "
-                f"check them with `python data_scripts/prepare_cirr.py <folder> --images "
-                f'<NLVR2 folder> --check` (book/setup.md, section "Preparing a dataset"); '
-                f"for the toy world run "
-                f"`python data_scripts/make_toyworld.py --profile toy`"
-            )
+        require_image_files(
+            image_paths, f"image files of CIRR split {split!r}", base, "cirr", _IMAGES_HINT
+        )
     return CIRSplit(
         name=f"cirr/{split}",
         triplets=triplets,

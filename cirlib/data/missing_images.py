@@ -13,6 +13,9 @@ Shoes loaders share one rule, chosen by ``missing_images``:
 * ``"ignore"``: do not look (annotation-only copies); a missing file is reported when opened;
 * ``"auto"``: ``"error"`` when the image folder exists, ``"ignore"`` when it does not.
 
+CIRR and CIRCO, whose releases are complete, have only the ``"error"`` rule, on request
+(``check_images=True``): :func:`require_image_files`.
+
 Introduced in the chapter on the real datasets (book page "Setup", section "Real datasets").
 """
 
@@ -25,7 +28,12 @@ from pathlib import Path
 
 from cirlib.data.records import DatasetError, Triplet, moved_download_hint, moved_image_hint
 
-__all__ = ["MISSING_IMAGE_MODES", "apply_missing_images", "resolve_missing_mode"]
+__all__ = [
+    "MISSING_IMAGE_MODES",
+    "apply_missing_images",
+    "require_image_files",
+    "resolve_missing_mode",
+]
 
 MISSING_IMAGE_MODES = ("auto", "error", "skip", "ignore")
 
@@ -125,3 +133,34 @@ def apply_missing_images(
         stacklevel=3,
     )
     return kept, [name for name in gallery if name not in absent]
+
+
+def require_image_files(
+    image_paths: Mapping[str, Path], what: str, folder: Path, dataset: str, fix_hint: str
+) -> None:
+    """Raise unless every file of ``image_paths`` (image name -> file) exists.
+
+    Parameters
+    ----------
+    image_paths : the split's gallery, name -> the file the loader will open.
+    what : the images in words, after the counts (``"CIRCO gallery images"``).
+    folder : where they were looked for, quoted in the message.
+    dataset : the name ``prepare_data.py`` takes, for the advice when a link to the download
+        dangles (:func:`~cirlib.data.records.moved_download_hint`).
+    fix_hint : where the images come from and which command checks or installs them.
+
+    Raises
+    ------
+    DatasetError
+        ``"<m> of <n> <what> are missing under <folder> (first: <up to 5 names>; expected e.g.
+        <file of the first>); <moved-download advice, if any><fix_hint>"``.
+    """
+    missing = [name for name, path in image_paths.items() if not path.is_file()]
+    if not missing:
+        return
+    example = image_paths[missing[0]]
+    raise DatasetError(
+        f"{len(missing)} of {len(image_paths)} {what} are missing under {folder} "
+        f"(first: {', '.join(missing[:5])}; expected e.g. {example}); "
+        f"{moved_download_hint(example, dataset)}{fix_hint}"
+    )

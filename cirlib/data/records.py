@@ -9,7 +9,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,49 @@ def read_entry_list(path: Path, fix_hint: str) -> list:
     if not entries:
         raise DatasetError(f"{path}: the file holds no query entries; {fix_hint}")
     return entries
+
+
+def parse_unique_entries(
+    path: Path,
+    entries: list,
+    parse: Callable[[int, Any], Triplet],
+    id_field: str,
+    fix_hint: str,
+) -> list[Triplet]:
+    """``[parse(i, entries[i]) for i in range(len(entries))]``, refusing a query id seen before.
+
+    Parameters
+    ----------
+    path : the annotation file the entries come from, named in the message.
+    entries : its query entries (:func:`read_entry_list`).
+    parse : ``parse(index, entry) -> Triplet``; it raises its own :class:`DatasetError` for a
+        malformed entry.
+    id_field : the file's name for the query id (CIRR ``pairid``, CIRCO ``id``), which the parsed
+        :attr:`Triplet.pair_id` holds.
+    fix_hint : how to repair the file, appended to the message.
+
+    Returns
+    -------
+    list of Triplet, in file order.
+
+    Raises
+    ------
+    DatasetError
+        ``"<path>: entry j (<id_field> n), field '<id_field>': duplicates entry i; <fix_hint>"``
+        for the first entry ``j`` whose id ``n`` an earlier entry ``i`` already had.
+    """
+    triplets: list[Triplet] = []
+    first_index: dict[int, int] = {}
+    for index, entry in enumerate(entries):
+        triplet = parse(index, entry)
+        if triplet.pair_id in first_index:
+            raise DatasetError(
+                f"{path}: entry {index} ({id_field} {triplet.pair_id}), field '{id_field}': "
+                f"duplicates entry {first_index[triplet.pair_id]}; {fix_hint}"
+            )
+        first_index[triplet.pair_id] = index
+        triplets.append(triplet)
+    return triplets
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,11 @@
 """Shared test settings: the device and dtypes come from the environment (the same tests run on a
 GPU with TEST_DEVICE=cuda), and a fresh data folder per test session."""
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-REPO = Path(__file__).resolve().parents[2]
+from _repo_modules import import_script
 
 TEST_DEVICE = os.environ.get("TEST_DEVICE", "cpu")
 TEST_DTYPES = [
@@ -38,17 +34,8 @@ def device():
     return torch.device(TEST_DEVICE)
 
 
-def _import_script(name: str):
-    path = REPO / "data_scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and pickling look the module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def load_script():
     """``load_script("prepare_data")``: a script of ``data_scripts/`` imported as a module (the
-    scripts are not a package)."""
-    return _import_script
+    scripts are not a package; ``_repo_modules`` for imports at module level)."""
+    return import_script

@@ -3,19 +3,14 @@ that; with CIRBOOK_STAGE set to a stage folder it checks that folder's executed 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import nbformat
 import pytest
+from _repo_modules import import_repo_module
 
-REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location(
-    "presentation", REPO / "tests" / "notebooks" / "presentation.py"
-)
-presentation = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(presentation)
+presentation = import_repo_module("tests/notebooks/presentation.py")
 
 
 @pytest.mark.parametrize(

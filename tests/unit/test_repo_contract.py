@@ -8,7 +8,6 @@ over ``_toc.yml``, so a chapter listed but not written fails here, by name.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -18,19 +17,11 @@ import papermill as pm
 import pytest
 import tomllib
 import yaml
+from _repo_modules import import_repo_module
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-def _load_runner():
-    path = REPO / "tests" / "notebooks" / "run_notebooks.py"
-    spec = importlib.util.spec_from_file_location("run_notebooks", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-runner = _load_runner()
+runner = import_repo_module("tests/notebooks/run_notebooks.py")
 TOC_NOTEBOOKS = runner.toc_notebooks(REPO)
 
 

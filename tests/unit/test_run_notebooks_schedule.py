@@ -7,20 +7,16 @@ the real runner hands the same calls to worker processes that start papermill.
 from __future__ import annotations
 
 import concurrent.futures as futures
-import importlib.util
 import json
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from _repo_modules import import_repo_module
 
 REPO = Path(__file__).resolve().parents[1].parent
-_spec = importlib.util.spec_from_file_location(
-    "run_notebooks", REPO / "tests" / "notebooks" / "run_notebooks.py"
-)
-runner = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(runner)
+runner = import_repo_module("tests/notebooks/run_notebooks.py")
 
 TOC = [Path(f"notebooks/{s}.ipynb") for s in ("01_a", "02_b", "03_c", "04_d", "05_e", "06_f")]
 

@@ -4,7 +4,6 @@ on an implementation written apart from the library; the copies give no answer a
 from __future__ import annotations
 
 import ast
-import importlib.util
 import math
 import re
 from pathlib import Path
@@ -14,15 +13,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _repo_modules import import_script
 
 from cirlib.course import exercise_heading, grade
 
 REPO = Path(__file__).resolve().parents[3]
-spec = importlib.util.spec_from_file_location(
-    "make_student_copies", REPO / "data_scripts" / "make_student_copies.py"
-)
-script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(script)
+script = import_script("make_student_copies")
 CHAPTERS = script.toc_notebooks(REPO)
 # the chapters whose losses the course page grades (book/course.md)
 GRADED = {"02_tiny_clip", "03_combiner", "04_mgur", "05_cala", "06_mapnet", "07_dqe"}

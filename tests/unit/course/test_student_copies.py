@@ -2,22 +2,18 @@
 written atomically; a solution without its exercise heading stops the script."""
 
 import ast
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
+from _repo_modules import import_script
 
 from cirlib.course import ExerciseError, exercise_heading, solution_stub, student_copy
 
 REPO = Path(__file__).resolve().parents[3]
-spec = importlib.util.spec_from_file_location(
-    "make_student_copies", REPO / "data_scripts" / "make_student_copies.py"
-)
-script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(script)
+script = import_script("make_student_copies")
 
 
 def test_exercise_heading():

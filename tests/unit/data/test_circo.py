@@ -105,6 +105,19 @@ def test_missing_files_and_unknown_splits_are_explained(tmp_path):
         load_circo(tmp_path / "nowhere", "val")
 
 
+def test_missing_images_are_named_with_the_command_that_installs_them(tmp_path):
+    root = _write(tmp_path / "CIRCO")
+    folder = root / "COCO2017_unlabeled" / "unlabeled2017"
+    for i in IDS[1:4]:
+        (folder / f"{i:012d}.jpg").unlink()
+    with pytest.raises(DatasetError) as err:
+        load_circo(root, "val", check_images=True)
+    message = str(err.value)
+    assert message.startswith(f"3 of {len(IDS)} CIRCO gallery images are missing under {folder}")
+    assert f"(first: {', '.join(map(str, IDS[1:4]))}; expected e.g. {folder}/" in message
+    assert "python data_scripts/prepare_data.py circo <folder> --images" in message
+
+
 def test_evaluate_reports_map_over_every_listed_target(tmp_path):
     val = load_circo(_write(tmp_path / "CIRCO", images=False), "val")
     n = len(val.gallery)

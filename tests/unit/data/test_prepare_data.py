@@ -3,7 +3,6 @@ what is missing, atomic installs, and the registry's use of the installed datase
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -14,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from _repo_modules import import_script
 from PIL import Image
 
 from cirlib.config import resolve
@@ -29,15 +29,7 @@ REPO = Path(__file__).resolve().parents[3]
 SCRIPTS = REPO / "data_scripts"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("prepare_data", SCRIPTS / "prepare_data.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-prepare = _load_script()
+prepare = import_script("prepare_data")
 
 
 @pytest.fixture(autouse=True)

@@ -3,21 +3,15 @@ from the published files (checked when those files are on the machine)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from _repo_modules import import_script
 
 from cirlib.data.real_excerpts import EXCERPT_DIR, excerpt_texts, load_real_excerpts
 from cirlib.notebook import realdata_dir
 
-REPO = Path(__file__).resolve().parents[3]
-spec = importlib.util.spec_from_file_location(
-    "make_real_excerpts", REPO / "data_scripts" / "make_real_excerpts.py"
-)
-script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(script)
+script = import_script("make_real_excerpts")
 REAL = realdata_dir()
 
 

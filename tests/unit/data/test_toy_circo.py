@@ -6,7 +6,6 @@ server scores a submission file as the book's own mAP@K does."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from cirlib.eval.evaluate import evaluate
 from cirlib.toyworld import make_toyworld
 from cirlib.toyworld.world import asin_of
 
-REPO = Path(__file__).resolve().parents[3]
 GROUPS = {"train": 2, "val": 2, "test": 6}
 # CIRCO's released annotation fields (github.com/miccunifi/CIRCO, annotations/)
 VAL_KEYS = {
@@ -203,12 +201,10 @@ def test_the_stand_in_server_refuses_what_the_server_refuses(world, tmp_path):
         score_circo_submission(targets, good | {"x": list(range(1, 51))})
 
 
-def test_make_toyworld_script_writes_the_export_on_request(world, export, monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location(
-        "make_toyworld_script", REPO / "data_scripts" / "make_toyworld.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_make_toyworld_script_writes_the_export_on_request(
+    world, export, monkeypatch, capsys, load_script
+):
+    script = load_script("make_toyworld")
     monkeypatch.setattr(script, "prepare_toyworld", lambda cfg: world)
     assert script.main(["--profile", "smoke"]) == 0
     assert "prepare_data.py circo" not in capsys.readouterr().out

@@ -4,9 +4,7 @@ world: scores -> ``cirr_submission_from_scores`` -> files -> stand-in metrics eq
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,8 +18,6 @@ from cirlib.data.toy import load_toy
 from cirlib.eval.evaluate import evaluate
 from cirlib.eval.submission import cirr_submission_from_scores
 from cirlib.toyworld import make_toyworld
-
-REPO = Path(__file__).resolve().parents[3]
 
 # ----------------------------------------------------------------------------- hand-ranked
 
@@ -208,13 +204,8 @@ def test_submission_from_scores_refuses_a_slice_and_other_splits(world, tmp_path
     assert not any(tmp_path.iterdir())
 
 
-def test_command_line(world, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location(
-        "score_cirr_submission", REPO / "data_scripts" / "score_cirr_submission.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+def test_command_line(world, tmp_path, capsys, load_script):
+    module = load_script("score_cirr_submission")
     public = load_cirr(world / "cirr_dataset" / "cirr", "test1")
     queries, gallery = _features(len(public), len(public.gallery), seed=2, ties=False)
     files = cirr_submission_from_scores(queries, gallery, public, tmp_path)

@@ -3,10 +3,6 @@ cache, accepted by the stand-in server, whose numbers equal the book's evaluatio
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,24 +17,12 @@ from cirlib.eval.evaluate import evaluate
 from cirlib.models.backbone import load_backbone
 from cirlib.models.rehearsal_encoder import write_rehearsal_weights
 
-REPO = Path(__file__).resolve().parents[3]
 
-
-def _prepare_data():
-    spec = importlib.util.spec_from_file_location(
-        "prepare_data_upload", REPO / "data_scripts" / "prepare_data.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_upload_files_pass_the_stand_in_and_equal_evaluate(tmp_path, monkeypatch):
+def test_upload_files_pass_the_stand_in_and_equal_evaluate(tmp_path, monkeypatch, load_script):
     monkeypatch.setenv("CIRLIB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("CIRLIB_REHEARSAL", raising=False)
     world = make_toyworld(tmp_path / "w", {"train": 4, "val": 3, "test": 6}, seed=5, image_size=16)
-    assert _prepare_data().main(["cirr", str(world / "cirr_dataset")]) == 0
+    assert load_script("prepare_data").main(["cirr", str(world / "cirr_dataset")]) == 0
     cfg = resolve("paper", device="cpu", rehearsal=True)
     write_rehearsal_weights(cfg.encoder_pretrained)
     model, preprocess, tokenizer = load_backbone(cfg.encoder, cfg.encoder_pretrained)

@@ -3,25 +3,12 @@ back from the executed chapter, its test files scored by the CIRCO stand-in serv
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+from _repo_modules import import_script
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "rehearse_paper", REPO / "data_scripts" / "rehearse_paper.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rehearse = _script()
+rehearse = import_script("rehearse_paper")
 PREFIX = "application/papermill.record/"
 
 

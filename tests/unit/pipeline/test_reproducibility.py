@@ -237,21 +237,10 @@ def test_world_and_hard_gallery_do_not_depend_on_the_hash_seed():
     assert len(digests) == 1
 
 
-def _checksums_script():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[3] / "data_scripts" / "checksums.py"
-    spec = importlib.util.spec_from_file_location("checksums_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_compare_writes_the_first_difference_sizes_and_metrics_as_json(tmp_path):
+def test_compare_writes_the_first_difference_sizes_and_metrics_as_json(tmp_path, load_script):
     import json
 
-    script = _checksums_script()
+    script = load_script("checksums")
     run = {"profile": "smoke", "torch": "x", "code_version": "c", "data_dir": "/d"}
     w = torch.tensor([1.0, -4.0, 2.0, 0.5])
     w_b = torch.tensor([1.0, -4.0, 2.5, 0.5])

@@ -1,23 +1,13 @@
 """data_scripts/rerun_chapter.py: each run gets its own absolute, empty data folder."""
 
-import importlib.util
 import json
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[3] / "data_scripts" / "rerun_chapter.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("rerun_chapter", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_a_relative_work_folder_gives_the_chapters_an_absolute_empty_data_folder(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, load_script
 ):
-    script = _script()
+    script = load_script("rerun_chapter")
     seen = []
 
     def fake_run(cmd, cwd, env, check):

@@ -399,19 +399,8 @@ def test_rejudge_record_judges_an_earlier_rules_verdicts_again_on_their_own_rank
     assert [v.verdict for v in rejudge_record(record)] == ["no difference"]
 
 
-def _script(name):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[3] / "data_scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
-def test_simulation_script_counts_false_and_true_positives(capsys):
-    script = _script("simulate_verdict_rule")
+def test_simulation_script_counts_false_and_true_positives(capsys, load_script):
+    script = load_script("simulate_verdict_rule")
     small = ["--trials", "6", "--queries", "300", "--seeds", "2", "3"]
     script.main(small + ["--seed-sd", "0", "--query-sd", "0"])
     out = capsys.readouterr().out
@@ -421,10 +410,10 @@ def test_simulation_script_counts_false_and_true_positives(capsys):
     assert capsys.readouterr().out.count("supported 6, contradicted 0") == 2
 
 
-def test_compare_verdicts_script(tmp_path, capsys):
+def test_compare_verdicts_script(tmp_path, capsys, load_script):
     import json
 
-    script = _script("compare_verdicts")
+    script = load_script("compare_verdicts")
     ref = _record(_world(200))
     ref["verdicts"] = [judge(ref, "a", "b", "R@1").to_dict()]
     (tmp_path / "ref.json").write_text(json.dumps(ref))
@@ -441,10 +430,10 @@ def test_compare_verdicts_script(tmp_path, capsys):
         script.main([str(tmp_path / "ref.json"), str(tmp_path / "same.json")])
 
 
-def test_compare_verdicts_checks_the_hard_gallery_claims_too(tmp_path, capsys):
+def test_compare_verdicts_checks_the_hard_gallery_claims_too(tmp_path, capsys, load_script):
     import json
 
-    script = _script("compare_verdicts")
+    script = load_script("compare_verdicts")
 
     def with_hard(test_world, hard_world):
         record = _record(test_world)

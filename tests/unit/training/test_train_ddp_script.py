@@ -2,29 +2,15 @@
 the errors for input it cannot run (the training itself is the recipes', tested with two ranks
 in test_distributed_methods.py)."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from _repo_modules import import_script
 
 from cirlib.config import resolve
 from cirlib.methods import registered
 from cirlib.methods.mapnet import PAPER_SETTINGS
 from cirlib.registry import checkpoint_path
 
-SCRIPT = Path(__file__).resolve().parents[3] / "data_scripts" / "train_ddp.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("train_ddp", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-train_ddp = _load_script()
+train_ddp = import_script("train_ddp")
 
 
 @pytest.mark.parametrize("name", list(registered()))
