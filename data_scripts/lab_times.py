@@ -4,7 +4,9 @@
     python data_scripts/lab_times.py _build/stage/run_report.json --commit
     python data_scripts/lab_times.py --check         # the committed table matches its report
 
-``--commit`` copies the report to ``book/data/toy_run_report.json`` and writes the table it implies to
+A report may carry ``"conditions"`` (added by hand: what else ran, other kernels), which the
+table's first paragraph repeats. ``--commit`` copies the report to
+``book/data/toy_run_report.json`` and writes the table it implies to
 ``book/data/toy_lab_times.md``, which ``book/course.md`` includes. Without ``--commit`` the table
 is printed. ``--check`` regenerates the table from the committed report and exits 1 when the
 committed table differs, so the page can never show times its report does not hold.
@@ -57,7 +59,11 @@ def lab_times_markdown(report: dict) -> str:
         f"{report['jobs']} chapters at a time, {report['threads_per_chapter']} thread(s) each; "
         f"the whole build took {report['total_seconds'] / 60:.0f} minutes. A chapter after the "
         "third reuses chapter 3's Combiner runs (and chapters 8 and 9 every method chapter's) "
-        "when they are on disk; run alone in an empty data folder it trains them first.",
+        "when they are on disk; run alone in an empty data folder it trains them first."
+        # what the machine was doing besides, when the report says (a loaded build is slower)
+        + (
+            f" Conditions of this build: {report['conditions']}" if report.get("conditions") else ""
+        ),
         "",
         "| chapter | minutes | chapters running beside it at its start |",
         "|---|---:|---:|",

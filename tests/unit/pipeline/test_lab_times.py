@@ -44,6 +44,15 @@ def test_the_table_has_each_chapter_in_minutes_in_the_books_order(load_script):
     ]
 
 
+def test_the_builds_conditions_are_said_with_its_times(load_script):
+    script = load_script("lab_times")
+    assert "Conditions" not in script.lab_times_markdown(_report())
+    loaded = script.lab_times_markdown(_report(conditions="AVX2 kernels; tests ran beside 1-3."))
+    assert loaded.splitlines()[0].endswith(
+        "Conditions of this build: AVX2 kernels; tests ran beside 1-3."
+    )
+
+
 def test_a_failed_undated_or_non_toy_build_is_refused(load_script):
     script = load_script("lab_times")
     with pytest.raises(ValueError, match="'smoke' profile"):
