@@ -134,7 +134,9 @@ class Verdict:
     """One judged claim "``a`` > ``b`` on ``metric``" (percentage points, ``a`` − ``b``).
 
     ``estimate`` is :math:`\\hat\\Delta`, ``low``/``high`` the interval at ``level``, ``se`` its
-    standard error and ``df`` its degrees of freedom (None when the standard error is 0);
+    standard error, ``v_seed`` the seed term of its square (None in records written before it
+    was kept; :func:`rejudge` fills it) and ``df`` its degrees of freedom (None when the
+    standard error is 0);
     ``seeds`` the shared seeds, ``n_queries`` the test queries used; ``group`` describes a
     breakdown (None for all queries). With ``versus`` (the other group) the claim is a contrast:
     the gain of ``a`` over ``b`` is larger on ``group`` than on ``versus``.
@@ -156,6 +158,7 @@ class Verdict:
     df: float | None = None
     group: str | None = None
     versus: str | None = None
+    v_seed: float | None = None
 
     @property
     def key(self) -> tuple:
@@ -405,6 +408,7 @@ def paired_verdict(
         df=iv.df,
         group=group,
         versus=versus,
+        v_seed=iv.v_seed,
     )
 
 

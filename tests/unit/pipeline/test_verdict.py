@@ -71,6 +71,9 @@ def test_the_interval_equals_the_formulas_written_as_loops(two_strata):
     assert (iv.v_seed, iv.v_query, iv.df) == pytest.approx((v_seed, v_query, df), rel=1e-12)
     assert (iv.low, iv.high) == pytest.approx((low, high), rel=1e-12)
     assert iv.se == pytest.approx(math.sqrt(v_seed + v_query), rel=1e-12)
+    # the verdict keeps the seed term (what a rebuild draws anew: cirlib.verdict_flips)
+    v = paired_verdict((d == 1).astype(np.int64), (d == -1).astype(np.int64), "R@1", strata=strata)
+    assert v.v_seed == pytest.approx(v_seed, rel=1e-12) and v.se == pytest.approx(iv.se)
 
 
 def test_when_only_the_seeds_vary_the_interval_is_the_paired_t_interval():
