@@ -646,17 +646,31 @@ def false_positive_rate(
 class Agreement:
     """``agree`` of the reference's ``total`` verdicts are the same in the build.
 
-    ``table``: one row per reference claim (the build's verdict None when it lacks the claim);
-    ``extra``: keys of claims only the build judges.
+    ``table``: one row per reference claim (the build's verdict None when it lacks the claim),
+    with ``holds``, the probability that a rebuild gives the reference's verdict again
+    (:func:`cirlib.verdict_flips.rebuild_agreement`; None for a verdict without its seed term),
+    and ``fragile`` (``holds`` below :data:`cirlib.verdict_flips.FRAGILE_BELOW`);
+    ``extra``: keys of claims only the build judges. ``settled_agree`` of ``settled_total``
+    non-fragile verdicts agree; ``expected_changes`` is how many verdicts the reference's own
+    intervals expect a rebuild to change (the sum of 1 − ``holds``; None when unknown).
     """
 
     agree: int
     total: int
     table: pd.DataFrame = field(repr=False)
     extra: tuple = ()
+    settled_agree: int = 0
+    settled_total: int = 0
+    expected_changes: float | None = None
 
     def __str__(self) -> str:
-        return f"{self.agree} of {self.total} verdicts agree with the reference"
+        text = f"{self.agree} of {self.total} verdicts agree with the reference"
+        if self.expected_changes is None:
+            return text
+        return (
+            f"{text} ({self.settled_agree} of the {self.settled_total} settled ones; its "
+            f"intervals expected about {self.expected_changes:.1f} to change)"
+        )
 
 
 def _verdict_list(x) -> list[Verdict]:
@@ -683,7 +697,11 @@ def hard_gallery_record(record: Mapping) -> dict | None:
 
 def verdict_agreement(build, reference) -> Agreement:
     """Compare a build's verdicts with a reference's (records with a ``"verdicts"`` list, or
-    lists of :class:`Verdict`/dicts), claim by claim (:attr:`Verdict.key`)."""
+    lists of :class:`Verdict`/dicts), claim by claim (:attr:`Verdict.key`). A reference verdict
+    judged by this rule (with its seed term; :func:`rejudge_record` gives one) also says how
+    likely a rebuild was to give it again, and whether it is fragile."""
+    from cirlib.verdict_flips import FRAGILE_BELOW, rebuild_agreement
+
     ours = {v.key: v for v in _verdict_list(build)}
     ref = _verdict_list(reference)
     if len({v.key for v in ref}) != len(ref):
@@ -691,6 +709,7 @@ def verdict_agreement(build, reference) -> Agreement:
     rows = []
     for v in ref:
         mine = ours.get(v.key)
+        holds = None if v.v_seed is None else rebuild_agreement(v)
         rows.append(
             {
                 "claim": f"{v.a} > {v.b}",
@@ -702,11 +721,25 @@ def verdict_agreement(build, reference) -> Agreement:
                 "build": None if mine is None else mine.verdict,
                 "build estimate": None if mine is None else mine.estimate,
                 "agree": mine is not None and mine.verdict == v.verdict,
+                "holds": holds,
+                "fragile": holds is not None and holds < FRAGILE_BELOW,
             }
         )
     table = pd.DataFrame(rows)
     extra = tuple(k for k in ours if k not in {v.key for v in ref})
-    return Agreement(int(table["agree"].sum()) if rows else 0, len(ref), table, extra)
+    if not rows:
+        return Agreement(0, 0, table, extra)
+    known = table["holds"].notna().all()
+    settled = table[~table["fragile"]]
+    return Agreement(
+        int(table["agree"].sum()),
+        len(ref),
+        table,
+        extra,
+        settled_agree=int(settled["agree"].sum()),
+        settled_total=len(settled),
+        expected_changes=float((1 - table["holds"]).sum()) if known else None,
+    )
 
 
 # ----------------------------------------------------------------------------- prose

@@ -8,8 +8,13 @@ reference's settings (``cirlib.verdict.rejudge``), and on the reference's own ra
 (``cirlib.verdict.rejudge_record``), so that both sides are judged by this code's rule even when
 the reference was written by an earlier one. The claims judged on the hard gallery
 (``"hard_gallery"``: its ``"verdicts"`` and the per-query ranks they were judged on) are compared
-the same way, in a second table. Prints the two side by side and the count; exits
-with status 1 when a verdict differs, so a build script can stop on it. ``--error-rate`` also
+the same way, in a second table. Prints the two side by side and the count, with each
+reference verdict's chance to hold in a rebuild (``holds``, from its own interval:
+``cirlib.verdict_flips.rebuild_agreement``; known when the reference is judged by this rule,
+as with ``--rejudge``) and whether that chance is below 80% (``fragile``). Exits with status 1
+when a verdict that is not fragile differs (any verdict, when the chance is unknown), so a
+build script can stop on it; a fragile verdict that changed is listed, since the reference's
+own interval said a rebuild could change it. ``--error-rate`` also
 prints the rule's false-positive rate measured on the build (two disjoint seed sets of each
 method, ``cirlib.verdict.false_positive_rate``).
 
@@ -57,9 +62,21 @@ def _agreement(build: dict, reference: dict, rejudge_all: bool):
 
 def _print(title: str, agreement) -> None:
     print(f"== {title}")
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(agreement.table.to_string(index=False, float_format=lambda x: f"{x:+.2f}"))
     print(agreement)
+    t = agreement.table
+    if len(t):
+        for r in t[~t["agree"] & t["fragile"]].itertuples():
+            print(
+                f"changed, as its interval allowed: {r.claim} on {r.metric} ({r.group}): "
+                f"{r.reference} -> {r.build}; a rebuild held it with probability {r.holds:.2f}"
+            )
+
+
+def _settled_differ(agreement) -> bool:
+    t = agreement.table
+    return bool(len(t)) and bool((~t["agree"] & ~t["fragile"]).any())
 
 
 def main(argv=None) -> int:
@@ -86,7 +103,7 @@ def main(argv=None) -> int:
         except ValueError as err:
             sys.exit(f"error: cannot judge the reference's {title} claims on {args.build}: {err}")
         _print(title, agreement)
-        agreed = agreed and agreement.agree == agreement.total
+        agreed = agreed and not _settled_differ(agreement)
     if args.error_rate:
         try:
             rate = false_positive_rate(build)

@@ -4,6 +4,7 @@ shift, a sign flip, a gap below the minimum effect, one lucky seed); its calibra
 simulated runs; the measured false-positive rate, build-vs-reference agreement, and the one
 sentence that ranks two results."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -303,6 +304,8 @@ def test_agreement_counts_verdicts_claim_by_claim():
     assert missing.table["build"].isna().tolist() == [True, True, False]
     assert missing.table["build"].iloc[2] == "contradicted"
     assert verdict_agreement(reference, reference).agree == 3
+    # verdicts without their seed term (old records) say nothing of rebuilds
+    assert agreement.expected_changes is None and agreement.table["holds"].isna().all()
     with pytest.raises(ValueError, match="no 'verdicts'"):
         verdict_agreement({}, reference)
 
@@ -468,6 +471,36 @@ def test_compare_verdicts_checks_the_hard_gallery_claims_too(tmp_path, capsys, l
         script.main([str(tmp_path / "bare.json"), str(tmp_path / "ref.json"), "--rejudge"])
 
 
+def test_compare_verdicts_lets_a_fragile_verdict_change_and_says_so(tmp_path, capsys, load_script):
+    import json
+
+    script = load_script("compare_verdicts")
+
+    def world(shifts):  # "a" finds shifts[s] more queries on seed s: a gap that varies by seed
+        rng = np.random.default_rng(5)
+        base = {s: rng.integers(0, 4, 300) for s in range(len(shifts))}
+        better = {s: np.where(np.arange(300) < shifts[s], 0, r) for s, r in base.items()}
+        return _results({"a": better, "b": base}, {"edit_type": ["colour", "shape"] * 150})
+
+    ref = _record(world([12, 30, 20, 40]))  # supported, but its low end is near zero
+    ref["verdicts"] = [judge(ref, "a", "b", "R@1").to_dict()]
+    (tmp_path / "ref.json").write_text(json.dumps(ref))
+    (tmp_path / "level.json").write_text(json.dumps(_record(world([0, 0, 0, 0]))))
+    assert script.main([str(tmp_path / "level.json"), str(tmp_path / "ref.json"), "--rejudge"]) == 0
+    out = capsys.readouterr().out
+    assert "0 of 1 verdicts agree" in out and "0 of the 0 settled ones" in out
+    assert "changed, as its interval allowed: a > b on R@1 (all): supported -> no difference" in out
+    # a stored verdict without its seed term (an older record, not judged again): any change
+    # fails
+    ref["verdicts"] = [{k: v for k, v in ref["verdicts"][0].items() if k != "v_seed"}]
+    (tmp_path / "old.json").write_text(json.dumps(ref))
+    (tmp_path / "level_v.json").write_text(
+        json.dumps(_record(world([0, 0, 0, 0])) | {"verdicts": []})
+    )
+    assert script.main([str(tmp_path / "level_v.json"), str(tmp_path / "old.json")]) == 1
+    assert "changed, as its interval allowed" not in capsys.readouterr().out
+
+
 def test_verdict_frame_has_one_row_per_claim():
     verdicts = [
         _v("dqe", "combiner", "R@10", "supported", 2.46),
@@ -563,3 +596,24 @@ def test_the_results_file_stores_ranks_but_not_average_precision():
 
     seeds, hits = per_query_hits(record, "a", "R@3")
     assert seeds == (0, 1) and hits.tolist() == [[1, 1, 1, 0, 0, 0]] * 2
+
+
+def test_agreement_separates_fragile_from_settled_verdicts():
+    from cirlib.verdict_flips import rebuild_agreement
+
+    rng = np.random.default_rng(5)
+    far = paired_verdict(_hits(5, 2400, 0.5, 1), _hits(5, 2400, 0.3, 2), "R@1", a="x", b="y")
+    # a gap near the threshold: a ~2.5-point shift of hit rate with a lucky seed or two
+    a = (rng.random((5, 2400)) < np.array([[0.33], [0.30], [0.34], [0.31], [0.32]])).astype(int)
+    near = paired_verdict(a, _hits(5, 2400, 0.30, 3), "R@1", a="x", b="z")
+    holds = [rebuild_agreement(far), rebuild_agreement(near)]
+    assert holds[0] > 0.99 and holds[1] < 0.8, holds
+    flipped = dataclasses.replace(
+        near, verdict="contradicted" if near.verdict != "contradicted" else "supported"
+    )
+    agreement = verdict_agreement([far, flipped], [far, near])
+    assert (agreement.agree, agreement.total) == (1, 2)
+    assert (agreement.settled_agree, agreement.settled_total) == (1, 1)
+    assert agreement.table["fragile"].tolist() == [False, True]
+    assert agreement.expected_changes == pytest.approx(2 - sum(holds))
+    assert "1 of the 1 settled ones" in str(agreement)
