@@ -20,6 +20,8 @@ def plot_intervals(
     row_height: float = 0.38,
     width: float = 8.0,
     label_width: int = 36,
+    holds: Sequence[float] | None = None,
+    fragile_below: float = 0.8,
 ):
     """Each claim's difference ``a − b`` (dot) and its interval (whisker), in points.
 
@@ -28,6 +30,10 @@ def plot_intervals(
     among the claims): a claim is supported only when its whisker clears zero and its dot lies
     right of the band, contradicted in mirror image. Dots are coloured by verdict. Returns the
     figure (one axis, one y tick per claim; labels wrap at ``label_width`` characters).
+
+    ``holds``: each verdict's chance to be given again by a rebuild
+    (:func:`cirlib.verdict_flips.rebuild_agreement`), written right of its whisker; a verdict
+    below ``fragile_below`` is drawn with an open dot and a dashed whisker (fragile).
     """
     verdicts = list(verdicts)
     if not verdicts:
@@ -42,6 +48,8 @@ def plot_intervals(
     labels = list(labels)
     if len(labels) != len(verdicts):
         raise ValueError(f"{len(labels)} labels for {len(verdicts)} verdicts")
+    if holds is not None and len(holds) != len(verdicts):
+        raise ValueError(f"{len(holds)} values of holds for {len(verdicts)} verdicts")
     n = len(verdicts)
     # Long claim names wrap instead of squeezing the axis.
     labels = [textwrap.fill(label, label_width) for label in labels]
@@ -51,18 +59,43 @@ def plot_intervals(
     ax.axvspan(-band, band, color="0.92", zorder=0, label=f"within ±{band:g} points")
     ax.axvline(0.0, color="0.4", lw=0.8, zorder=1)
     y = list(range(n))[::-1]  # first claim on top
-    for row, v in zip(y, verdicts):
+    fragile = [h is not None and h < fragile_below for h in (holds or [None] * n)]
+    for row, v, weak in zip(y, verdicts, fragile):
         colour = VERDICT_COLOURS[v.verdict]
-        ax.plot([v.low, v.high], [row, row], color=colour, lw=2, zorder=2)
-        ax.plot([v.estimate], [row], "o", color=colour, ms=6, zorder=3)
+        ax.plot([v.low, v.high], [row, row], color=colour, lw=2, zorder=2, ls="--" if weak else "-")
+        face = "white" if weak else colour
+        ax.plot([v.estimate], [row], "o", color=colour, mfc=face, ms=6, zorder=3)
+    if holds is not None:
+        for row, v, h in zip(y, verdicts, holds):
+            ax.annotate(
+                f"{100 * h:.0f}%",
+                (v.high, row),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize="x-small",
+                color="0.3",
+            )
     for verdict, colour in VERDICT_COLOURS.items():
         if any(v.verdict == verdict for v in verdicts):
             ax.plot([], [], "o-", color=colour, label=verdict)
+    if any(fragile):
+        ax.plot(
+            [],
+            [],
+            "o--",
+            color="0.3",
+            mfc="white",
+            label=f"fragile: a rebuild keeps it\nwith probability < {100 * fragile_below:.0f}%",
+        )
     ax.set_yticks(y)
     ax.set_yticklabels(labels)
     ax.set_ylim(-0.7, n - 0.3)
     levels = {f"{100 * v.level:g}%" for v in verdicts}
-    ax.set_xlabel(f"a − b (points); whiskers: {' / '.join(sorted(levels))} intervals")
+    xlabel = f"a − b (points); whiskers: {' / '.join(sorted(levels))} intervals"
+    if holds is not None:
+        xlabel += "; right of each: the chance a rebuild gives the same verdict"
+    ax.set_xlabel(xlabel)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     fig.tight_layout()
     return fig

@@ -57,3 +57,24 @@ def test_default_labels_and_errors():
         plot_intervals([])
     with pytest.raises(ValueError, match="2 labels for 1"):
         plot_intervals([_v("a", "b", 0, 0, 0, "no difference")], labels=["x", "y"])
+
+
+def test_fragile_verdicts_are_drawn_open_and_dashed_with_their_chance_written():
+    verdicts = [
+        _v("x", "y", 2.5, 1.2, 3.8, "supported"),
+        _v("x", "z", 2.0, 0.1, 3.9, "supported"),
+    ]
+    fig = plot_intervals(verdicts, holds=[0.97, 0.55])
+    (ax,) = fig.axes
+    whiskers = [
+        ln for ln in ax.lines if len(ln.get_xdata()) == 2 and ln.get_ydata()[0] == ln.get_ydata()[1]
+    ]
+    dots = [ln for ln in ax.lines if len(ln.get_xdata()) == 1]
+    assert [w.get_linestyle() for w in whiskers] == ["-", "--"]
+    assert to_hex(dots[0].get_markerfacecolor()) == to_hex(VERDICT_COLOURS["supported"])
+    assert to_hex(dots[1].get_markerfacecolor()) == "#ffffff"
+    assert [t.get_text() for t in ax.texts] == ["97%", "55%"]
+    assert any("fragile" in t.get_text() for t in ax.get_legend().get_texts())
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="1 values of holds for 2"):
+        plot_intervals(verdicts, holds=[0.5])
