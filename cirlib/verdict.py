@@ -791,9 +791,21 @@ def describe_comparison(a: str, b: str, verdict: Verdict, *, lead: bool = False)
     two groups of queries: "larger"/"smaller" gain) only for "supported" or "contradicted";
     within noise it says the two are level (the gain the same), never which number is larger.
     With ``lead`` (runs on fewer seeds or a shorter budget than the main table, e.g. an
-    ablation) a first sentence says that it is a lead, not a finding, whatever the verdict.
+    ablation) a first sentence says that it is a lead, not a finding, whatever the verdict. A
+    verdict that a rebuild would give again with a probability below
+    :data:`cirlib.verdict_flips.FRAGILE_BELOW` (:func:`cirlib.verdict_flips.rebuild_agreement`;
+    known when the verdict keeps its seed term) gets a last sentence saying it is fragile.
     """
+    from cirlib.verdict_flips import FRAGILE_BELOW, rebuild_agreement
+
     text = _describe_comparison(a, b, verdict)
+    if verdict.v_seed is not None:
+        holds = rebuild_agreement(verdict)
+        if holds < FRAGILE_BELOW:
+            text += (
+                f" A fragile verdict: a rebuild of these runs would give it again with a "
+                f"probability of only {holds:.2f}."
+            )
     if lead:
         text = (
             f"A lead, not a finding (fewer seeds or a shorter budget than the main table): {text}"

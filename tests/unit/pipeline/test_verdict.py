@@ -617,3 +617,36 @@ def test_agreement_separates_fragile_from_settled_verdicts():
     assert agreement.table["fragile"].tolist() == [False, True]
     assert agreement.expected_changes == pytest.approx(2 - sum(holds))
     assert "1 of the 1 settled ones" in str(agreement)
+
+
+def test_record_verdicts_trains_nothing_and_names_the_build_command(tmp_path, load_script):
+    import json
+
+    script = load_script("record_verdicts")
+    ref = {
+        "profile": "smoke",
+        "verdicts": [_v("combiner", "mgur", "R@1", "supported", 2).to_dict()],
+    }
+    (tmp_path / "ref.json").write_text(json.dumps(ref))
+    with pytest.raises(SystemExit, match=r"checkpoint\(s\) missing.*build_book\.sh"):
+        script.main([str(tmp_path / "out.json"), "--note", "x", "--reference",
+                     str(tmp_path / "ref.json")])  # fmt: skip
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_describe_says_when_a_verdict_is_fragile():
+    from cirlib.verdict_flips import rebuild_agreement
+
+    base = dict(seeds=(0, 1, 2, 3, 4), n_queries=2400, se=0.85, df=9.0)
+    # MAPNet > Combiner on R@1 in the reference build: supported, its interval's end near zero
+    near = Verdict("m", "c", "R@1", 2.15, 0.22, 4.08, "supported", **base, v_seed=0.48)
+    far = Verdict("m", "c", "R@1", 9.0, 7.1, 10.9, "supported", **base, v_seed=0.48)
+    holds = rebuild_agreement(near)
+    assert holds < 0.8 and rebuild_agreement(far) > 0.95
+    text = describe_comparison("M", "C", near)
+    assert text.startswith("M is above C on R@1")
+    assert text.endswith(f"would give it again with a probability of only {holds:.2f}.")
+    assert "fragile" not in describe_comparison("M", "C", far)
+    # without its seed term (an older record) nothing is said of rebuilds
+    old = dataclasses.replace(near, v_seed=None)
+    assert "fragile" not in describe_comparison("M", "C", old)
