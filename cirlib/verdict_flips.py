@@ -28,7 +28,10 @@ under a flat prior), the true difference on these queries is :math:`N(\hat\Delta
 draw is judged by the rule (its own interval, degrees of freedom and minimum effect, the query
 term kept); the share of draws that give the verdict again is the verdict's *rebuild
 agreement*. A verdict whose interval ends near zero, or whose difference sits near the minimum
-effect, gets a low one: about one half for a difference right at the edge.
+effect, gets a low one: about one half for a difference right at the edge. A rebuild with the
+same seeds starts from the same weights and batches and drifts apart only through rounding; the
+model treats its runs as new ones, so if they stay closer to ours than new seeds would, the
+chance it gives errs low (on the safe side).
 
 Introduced in chapter "Comparing the methods".
 """
