@@ -1,0 +1,40 @@
+"""The two committed toy builds (the reference and its AVX2 rebuild) are whole: every claim can be
+judged again on the ranks each file keeps, the stored differences are those ranks' differences,
+and the rebuild judges every claim of the reference, on both galleries."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cirlib.verdict import Verdict, hard_gallery_record, rejudge, rejudge_record, verdict_agreement
+
+DATA = Path(__file__).resolve().parents[3] / "book" / "data"
+
+
+def _load(name):
+    return json.loads((DATA / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["results_toy_reference.json", "results_toy_rebuild_avx2.json"])
+def test_stored_differences_are_those_of_the_stored_ranks(name):
+    record = _load(name)
+    for part in (record, hard_gallery_record(record)):
+        assert part is not None and part.get("per_query"), f"{name} lacks per-query ranks"
+        for stored in (Verdict.from_dict(v) for v in part["verdicts"]):
+            again = rejudge(part, stored)
+            assert again.estimate == pytest.approx(stored.estimate, abs=1e-9), stored.key
+            assert again.seeds == stored.seeds == (0, 1, 2, 3, 4)
+
+
+def test_the_rebuild_judges_every_claim_of_the_reference():
+    reference, rebuild = _load("results_toy_reference.json"), _load("results_toy_rebuild_avx2.json")
+    assert rebuild["note"] and "AVX2" in rebuild["note"]
+    for build, ref in (
+        (rebuild, reference),
+        (hard_gallery_record(rebuild), hard_gallery_record(reference)),
+    ):
+        agreement = verdict_agreement(rejudge_record(build), rejudge_record(ref))
+        assert agreement.table["build"].notna().all() and not agreement.extra
+        assert agreement.expected_changes is not None
+        assert agreement.settled_total + agreement.table["fragile"].sum() == agreement.total
