@@ -97,6 +97,7 @@ DEFAULT_MIN_EFFECT = 1.0
 DEFAULT_MIN_SEEDS = 2
 
 __all__ = [
+    "FRAGILE_BELOW",
     "NOT_ISOLATED",
     "Agreement",
     "FalsePositiveRate",
@@ -114,6 +115,7 @@ __all__ = [
     "per_query_hits",
     "query_hits",
     "query_labels",
+    "rebuild_agreement",
     "rejudge",
     "rejudge_record",
     "verdict_agreement",
@@ -546,6 +548,67 @@ def rejudge_record(record: Mapping) -> list[Verdict]:
     return [rejudge(record, v) for v in stored]
 
 
+# ----------------------------------------------------------------------------- rebuilds
+
+# a verdict that a rebuild would give again with a probability below this is called fragile
+FRAGILE_BELOW = 0.8
+
+
+def _student_quantile_array(p: float, df: np.ndarray) -> np.ndarray:
+    from scipy.stats import t  # SciPy comes with POT, one of the book's packages
+
+    return t.ppf(p, df)
+
+
+def rebuild_agreement(verdict: Verdict, *, draws: int = 20000, rng_seed: int = 0) -> float:
+    """The probability that a rebuild (the same test queries, every run trained again with
+    fresh rounding) gives ``verdict`` again, under the model of :mod:`cirlib.verdict_flips`
+    ("One verdict's chance to hold"): only the seed term is drawn anew; the seed variance from
+    its posterior given the :math:`n_r` per-seed differences, the rebuild's difference around
+    ours with twice the seed term's variance, its own interval judged by the rule.
+
+    Needs the verdict's seed term (``v_seed``; :func:`cirlib.verdict.rejudge` fills it in an old
+    record). Deterministic for a given ``rng_seed``; ``draws`` sets the Monte Carlo error (about
+    0.3 points of probability at 20,000). A comparison on fewer seeds than the rule's minimum is
+    "no difference" in every build (1.0); so is one whose per-seed differences are all equal
+    (the seeds show no training noise to redraw).
+    """
+    n = len(verdict.seeds)
+    if n < verdict.min_seeds:
+        return 1.0
+    if verdict.v_seed is None:
+        raise ValueError(
+            f"the verdict {verdict.a} > {verdict.b} on {verdict.metric} has no seed term "
+            "(v_seed); judge it again with cirlib.verdict.rejudge(record, verdict) first"
+        )
+    if draws < 1:
+        raise ValueError(f"draws must be a positive number of simulated rebuilds, got {draws}")
+    v_seed = float(verdict.v_seed)
+    if v_seed <= 0.0 or n < 2:
+        return 1.0
+    v_query = max(verdict.se**2 - v_seed, 0.0)
+    # the query part of the Welch-Satterthwaite denominator, recovered from the stored df
+    q_terms = 0.0
+    if verdict.df is not None:
+        q_terms = max(verdict.se**4 / verdict.df - v_seed**2 / (n - 1), 0.0)
+    rng = np.random.default_rng(rng_seed)
+    s2 = n * v_seed
+    sigma2 = (n - 1) * s2 / rng.chisquare(n - 1, draws)
+    estimate = verdict.estimate + rng.normal(0.0, 1.0, draws) * np.sqrt(2.0 * sigma2 / n)
+    v_seed_new = sigma2 * rng.chisquare(n - 1, draws) / (n - 1) / n
+    variance = v_seed_new + v_query
+    df = variance**2 / (v_seed_new**2 / (n - 1) + q_terms)
+    half = _student_quantile_array(0.5 + verdict.level / 2, df) * np.sqrt(variance)
+    supported = (estimate - half > 0) & (estimate >= verdict.min_effect)
+    contradicted = (estimate + half < 0) & (estimate <= -verdict.min_effect)
+    same = {
+        "supported": supported,
+        "contradicted": contradicted,
+        "no difference": ~(supported | contradicted),
+    }[verdict.verdict]
+    return float(same.mean())
+
+
 # ----------------------------------------------------------------------------- error rate
 
 
@@ -648,8 +711,8 @@ class Agreement:
 
     ``table``: one row per reference claim (the build's verdict None when it lacks the claim),
     with ``holds``, the probability that a rebuild gives the reference's verdict again
-    (:func:`cirlib.verdict_flips.rebuild_agreement`; None for a verdict without its seed term),
-    and ``fragile`` (``holds`` below :data:`cirlib.verdict_flips.FRAGILE_BELOW`);
+    (:func:`rebuild_agreement`; None for a verdict without its seed term),
+    and ``fragile`` (``holds`` below :data:`FRAGILE_BELOW`);
     ``extra``: keys of claims only the build judges. ``settled_agree`` of ``settled_total``
     non-fragile verdicts agree; ``expected_changes`` is how many verdicts the reference's own
     intervals expect a rebuild to change (the sum of 1 − ``holds``; None when unknown).
@@ -700,8 +763,6 @@ def verdict_agreement(build, reference) -> Agreement:
     lists of :class:`Verdict`/dicts), claim by claim (:attr:`Verdict.key`). A reference verdict
     judged by this rule (with its seed term; :func:`rejudge_record` gives one) also says how
     likely a rebuild was to give it again, and whether it is fragile."""
-    from cirlib.verdict_flips import FRAGILE_BELOW, rebuild_agreement
-
     ours = {v.key: v for v in _verdict_list(build)}
     ref = _verdict_list(reference)
     if len({v.key for v in ref}) != len(ref):
@@ -793,11 +854,9 @@ def describe_comparison(a: str, b: str, verdict: Verdict, *, lead: bool = False)
     With ``lead`` (runs on fewer seeds or a shorter budget than the main table, e.g. an
     ablation) a first sentence says that it is a lead, not a finding, whatever the verdict. A
     verdict that a rebuild would give again with a probability below
-    :data:`cirlib.verdict_flips.FRAGILE_BELOW` (:func:`cirlib.verdict_flips.rebuild_agreement`;
+    :data:`FRAGILE_BELOW` (:func:`rebuild_agreement`;
     known when the verdict keeps its seed term) gets a last sentence saying it is fragile.
     """
-    from cirlib.verdict_flips import FRAGILE_BELOW, rebuild_agreement
-
     text = _describe_comparison(a, b, verdict)
     if verdict.v_seed is not None:
         holds = rebuild_agreement(verdict)

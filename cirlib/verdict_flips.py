@@ -43,12 +43,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from cirlib.verdict import Verdict, paired_verdict
+# rebuild_agreement lives beside the rule (cirlib.verdict, whose prose calls it); it is
+# re-exported here, with the simulation it belongs with
+from cirlib.verdict import FRAGILE_BELOW, paired_verdict, rebuild_agreement
 
 __all__ = ["simulated_hits", "build_flip_rate", "rebuild_agreement", "FRAGILE_BELOW"]
-
-# a verdict that a rebuild would give again with a probability below this is called fragile
-FRAGILE_BELOW = 0.8
 
 
 def simulated_hits(
@@ -113,51 +112,3 @@ def build_flip_rate(
             }
         )
     return pd.DataFrame(rows)
-
-
-def rebuild_agreement(verdict: Verdict, *, draws: int = 20000, rng_seed: int = 0) -> float:
-    """The probability that a rebuild (the same test queries, every run trained again with
-    fresh rounding) gives ``verdict`` again, under the model of the module docstring.
-
-    Needs the verdict's seed term (``v_seed``; :func:`cirlib.verdict.rejudge` fills it in an old
-    record). Deterministic for a given ``rng_seed``; ``draws`` sets the Monte Carlo error (about
-    0.3 points of probability at 20,000). A comparison on fewer seeds than the rule's minimum is
-    "no difference" in every build (1.0); so is one whose per-seed differences are all equal
-    (the seeds show no training noise to redraw).
-    """
-    from scipy.stats import t as student
-
-    n = len(verdict.seeds)
-    if n < verdict.min_seeds:
-        return 1.0
-    if verdict.v_seed is None:
-        raise ValueError(
-            f"the verdict {verdict.a} > {verdict.b} on {verdict.metric} has no seed term "
-            "(v_seed); judge it again with cirlib.verdict.rejudge(record, verdict) first"
-        )
-    if draws < 1:
-        raise ValueError(f"draws must be a positive number of simulated rebuilds, got {draws}")
-    v_seed = float(verdict.v_seed)
-    if v_seed <= 0.0 or n < 2:
-        return 1.0
-    v_query = max(verdict.se**2 - v_seed, 0.0)
-    # the query part of the Welch-Satterthwaite denominator, recovered from the stored df
-    q_terms = 0.0
-    if verdict.df is not None:
-        q_terms = max(verdict.se**4 / verdict.df - v_seed**2 / (n - 1), 0.0)
-    rng = np.random.default_rng(rng_seed)
-    s2 = n * v_seed
-    sigma2 = (n - 1) * s2 / rng.chisquare(n - 1, draws)
-    estimate = verdict.estimate + rng.normal(0.0, 1.0, draws) * np.sqrt(2.0 * sigma2 / n)
-    v_seed_new = sigma2 * rng.chisquare(n - 1, draws) / (n - 1) / n
-    variance = v_seed_new + v_query
-    df = variance**2 / (v_seed_new**2 / (n - 1) + q_terms)
-    half = student.ppf(0.5 + verdict.level / 2, df) * np.sqrt(variance)
-    supported = (estimate - half > 0) & (estimate >= verdict.min_effect)
-    contradicted = (estimate + half < 0) & (estimate <= -verdict.min_effect)
-    same = {
-        "supported": supported,
-        "contradicted": contradicted,
-        "no difference": ~(supported | contradicted),
-    }[verdict.verdict]
-    return float(same.mean())
