@@ -61,7 +61,6 @@ def main(argv=None) -> int:
     hard_claims = [Verdict.from_dict(v) for v in hard_ref["verdicts"]] if hard_ref else []
     names = list(dict.fromkeys(n for v in claims + hard_claims for n in (v.a, v.b)))
     cfg = resolve(reference.get("profile", "toy"))
-    setup_notebook(cfg)  # the chapters' seeds, deterministic kernels and pinned thread count
     missing = [
         str(checkpoint_path(cfg, n, s))
         for n in names
@@ -74,6 +73,7 @@ def main(argv=None) -> int:
             f"{missing[0]}; this script trains nothing: build the book in that data folder first "
             "(CIRLIB_DATA_DIR=... bash data_scripts/build_book.sh)"
         )
+    setup_notebook(cfg)  # the chapters' seeds, deterministic kernels and pinned thread count
     splits = load_splits(cfg)
     encoder, preprocess, tokenizer = load_backbone(
         cfg.encoder, cfg.encoder_pretrained, device=cfg.device
