@@ -198,11 +198,17 @@ def verdict_rule(
         raise ValueError(f"min_effect must be a finite number of points >= 0, got {min_effect}")
     if n_seeds is not None and n_seeds < min_seeds:
         return "no difference"
-    if low > 0 and estimate >= min_effect:
+    supported, contradicted = _beyond_noise(estimate, low, high, min_effect)
+    if supported:
         return "supported"
-    if high < 0 and estimate <= -min_effect:
+    if contradicted:
         return "contradicted"
     return "no difference"
+
+
+def _beyond_noise(estimate, low, high, min_effect):
+    """The rule's two conditions, ``(supported, contradicted)``; numbers or arrays alike."""
+    return (low > 0) & (estimate >= min_effect), (high < 0) & (estimate <= -min_effect)
 
 
 # ----------------------------------------------------------------------------- per-query hits
@@ -298,10 +304,11 @@ class PairedInterval:
     level: float
 
 
-def _student_quantile(p: float, df: float) -> float:
+def _student_quantile(p: float, df):
+    """Student's quantile for a number or an array of degrees of freedom."""
     from scipy.stats import t  # SciPy comes with POT, one of the book's packages
 
-    return float(t.ppf(p, df))
+    return t.ppf(p, df)
 
 
 def paired_interval(
@@ -354,7 +361,7 @@ def paired_interval(
         return PairedInterval(estimate, v_seed, v_query, 0.0, None, estimate, estimate, level)
     se = math.sqrt(variance)
     df = variance**2 / df_terms
-    half = _student_quantile(0.5 + level / 2, df) * se
+    half = float(_student_quantile(0.5 + level / 2, df)) * se
     return PairedInterval(
         estimate, v_seed, float(v_query), se, float(df), estimate - half, estimate + half, level
     )
@@ -554,12 +561,6 @@ def rejudge_record(record: Mapping) -> list[Verdict]:
 FRAGILE_BELOW = 0.8
 
 
-def _student_quantile_array(p: float, df: np.ndarray) -> np.ndarray:
-    from scipy.stats import t  # SciPy comes with POT, one of the book's packages
-
-    return t.ppf(p, df)
-
-
 def rebuild_agreement(verdict: Verdict, *, draws: int = 20000, rng_seed: int = 0) -> float:
     """The probability that a rebuild (the same test queries, every run trained again with
     fresh rounding) gives ``verdict`` again, under the model of :mod:`cirlib.verdict_flips`
@@ -598,9 +599,10 @@ def rebuild_agreement(verdict: Verdict, *, draws: int = 20000, rng_seed: int = 0
     v_seed_new = sigma2 * rng.chisquare(n - 1, draws) / (n - 1) / n
     variance = v_seed_new + v_query
     df = variance**2 / (v_seed_new**2 / (n - 1) + q_terms)
-    half = _student_quantile_array(0.5 + verdict.level / 2, df) * np.sqrt(variance)
-    supported = (estimate - half > 0) & (estimate >= verdict.min_effect)
-    contradicted = (estimate + half < 0) & (estimate <= -verdict.min_effect)
+    half = _student_quantile(0.5 + verdict.level / 2, df) * np.sqrt(variance)
+    supported, contradicted = _beyond_noise(
+        estimate, estimate - half, estimate + half, verdict.min_effect
+    )
     same = {
         "supported": supported,
         "contradicted": contradicted,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 
-from cirlib.verdict import VERDICTS, Verdict
+from cirlib.verdict import FRAGILE_BELOW, VERDICTS, Verdict
 
 # Colour-blind-safe (Okabe-Ito): supported, contradicted, no difference.
 VERDICT_COLOURS = dict(zip(VERDICTS, ("#009E73", "#D55E00", "#7f7f7f")))
@@ -21,7 +21,7 @@ def plot_intervals(
     width: float = 8.0,
     label_width: int = 36,
     holds: Sequence[float] | None = None,
-    fragile_below: float = 0.8,
+    fragile_below: float = FRAGILE_BELOW,
 ):
     """Each claim's difference ``a − b`` (dot) and its interval (whisker), in points.
 

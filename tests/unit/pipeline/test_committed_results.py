@@ -37,4 +37,3 @@ def test_the_rebuild_judges_every_claim_of_the_reference():
         agreement = verdict_agreement(rejudge_record(build), rejudge_record(ref))
         assert agreement.table["build"].notna().all() and not agreement.extra
         assert agreement.expected_changes is not None
-        assert agreement.settled_total + agreement.table["fragile"].sum() == agreement.total
