@@ -107,6 +107,7 @@ __all__ = [
     "describe_best",
     "describe_comparison",
     "false_positive_rate",
+    "gallery_agreements",
     "hard_gallery_record",
     "judge",
     "judge_pairs",
@@ -803,6 +804,36 @@ def verdict_agreement(build, reference) -> Agreement:
         settled_total=len(settled),
         expected_changes=float((1 - table["holds"]).sum()) if known else None,
     )
+
+
+def gallery_agreements(build: Mapping, reference: Mapping, *, rejudge_claims: bool = True):
+    """The reference's verdicts against a build's, gallery by gallery: ``{"test gallery":
+    Agreement, "hard gallery": Agreement}`` (the second only when the reference judged claims
+    on the hard gallery; a build without them counts those verdicts as missing).
+
+    With ``rejudge_claims`` (the default) both sides are judged by this code's rule: each
+    reference claim again on the build's per-query ranks (:func:`rejudge`) and on the
+    reference's own ranks (:func:`rejudge_record`), so two builds written by different versions
+    of the rule compare claim for claim, and each reference verdict carries its chance to hold.
+    Without it, the stored verdicts of both (the claims judged on the build's ranks only when it
+    stores none). Raises ``ValueError``, naming the gallery, when a claim cannot be judged on
+    the build's ranks (none kept, a method missing, too few seeds)."""
+    parts = {"test gallery": (build, reference)}
+    hard_reference = hard_gallery_record(reference)
+    if hard_reference is not None:
+        parts["hard gallery"] = (hard_gallery_record(build), hard_reference)
+    found = {}
+    for gallery, (ours, ref) in parts.items():
+        mine = [] if ours is None else ours
+        if ours is not None and (rejudge_claims or "verdicts" not in ours):
+            try:
+                mine = [rejudge(ours, v) for v in _verdict_list(ref)]
+            except ValueError as err:
+                raise ValueError(
+                    f"the reference's {gallery} claims cannot be judged on the build's ranks: {err}"
+                ) from err
+        found[gallery] = verdict_agreement(mine, rejudge_record(ref) if rejudge_claims else ref)
+    return found
 
 
 # ----------------------------------------------------------------------------- prose

@@ -8,15 +8,16 @@ reference's settings (``cirlib.verdict.rejudge``), and on the reference's own ra
 (``cirlib.verdict.rejudge_record``), so that both sides are judged by this code's rule even when
 the reference was written by an earlier one. The claims judged on the hard gallery
 (``"hard_gallery"``: its ``"verdicts"`` and the per-query ranks they were judged on) are compared
-the same way, in a second table. Prints the two side by side and the count, with each
-reference verdict's chance to hold in a rebuild (``holds``, from its own interval:
-``cirlib.verdict_flips.rebuild_agreement``; known when the reference is judged by this rule,
-as with ``--rejudge``) and whether that chance is below 80% (``fragile``). Exits with status 1
-when a verdict that is not fragile differs (any verdict, when the chance is unknown), so a
-build script can stop on it; a fragile verdict that changed is listed, since the reference's
-own interval said a rebuild could change it. ``--error-rate`` also
+the same way, in a second table. Prints the two side by side and the count, with each reference
+verdict's chance to hold in a rebuild (``holds``, from its own interval:
+``cirlib.verdict.rebuild_agreement``; known when the reference is judged by this rule, as with
+``--rejudge``) and whether that chance is below ``cirlib.verdict.FRAGILE_BELOW``
+(``fragile``). Exits with status 1 when a verdict that is not fragile differs (any verdict, when
+the chance is unknown), so a build script can stop on it; a fragile verdict that changed is
+listed, since the reference's own interval said a rebuild could change it. ``--error-rate`` also
 prints the rule's false-positive rate measured on the build (two disjoint seed sets of each
-method, ``cirlib.verdict.false_positive_rate``).
+method, ``cirlib.verdict.false_positive_rate``). Both galleries are compared by
+``cirlib.verdict.gallery_agreements``, as chapter 9 does.
 
     python data_scripts/compare_verdicts.py _build/stage/book/results_toy.json \\
         book/data/results_toy_reference.json --error-rate
@@ -31,14 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cirlib.verdict import (
-    Verdict,
-    false_positive_rate,
-    hard_gallery_record,
-    rejudge,
-    rejudge_record,
-    verdict_agreement,
-)
+from cirlib.verdict import false_positive_rate, gallery_agreements
 
 
 def _load(path: str) -> dict:
@@ -49,15 +43,6 @@ def _load(path: str) -> dict:
         return json.loads(p.read_text())
     except json.JSONDecodeError as err:
         sys.exit(f"error: {p} is not JSON ({err}); is it a results file?")
-
-
-def _agreement(build: dict, reference: dict, rejudge_all: bool):
-    """The build's verdicts against the reference's (a record with ``"verdicts"`` and, to judge
-    again, ``"per_query"``)."""
-    if rejudge_all or "verdicts" not in build:
-        ours = [rejudge(build, Verdict.from_dict(v)) for v in reference["verdicts"]]
-        return verdict_agreement(ours, rejudge_record(reference))
-    return verdict_agreement(build, reference)
 
 
 def _print(title: str, agreement) -> None:
@@ -86,17 +71,12 @@ def main(argv=None) -> int:
     build, reference = _load(args.build), _load(args.reference)
     if "verdicts" not in reference:
         sys.exit(f"error: {args.reference} lists no verdicts; it cannot serve as a reference")
-    parts = [("test gallery", build, reference)]
-    hard_ref = hard_gallery_record(reference)
-    if hard_ref is not None:
-        hard_build = hard_gallery_record(build) or {"methods": {}, "seeds": [], "verdicts": []}
-        parts.append(("hard gallery", hard_build, hard_ref))
+    try:
+        found = gallery_agreements(build, reference, rejudge_claims=args.rejudge)
+    except ValueError as err:
+        sys.exit(f"error: {args.build}: {err}")
     agreed = True
-    for title, ours, ref in parts:
-        try:
-            agreement = _agreement(ours, ref, args.rejudge)
-        except ValueError as err:
-            sys.exit(f"error: cannot judge the reference's {title} claims on {args.build}: {err}")
+    for title, agreement in found.items():
         _print(title, agreement)
         agreed = agreed and agreement.settled_agree == agreement.settled_total
     if args.error_rate:

@@ -471,6 +471,46 @@ def test_compare_verdicts_checks_the_hard_gallery_claims_too(tmp_path, capsys, l
         script.main([str(tmp_path / "bare.json"), str(tmp_path / "ref.json"), "--rejudge"])
 
 
+def test_gallery_agreements_judges_both_galleries_of_two_builds():
+    import dataclasses
+
+    from cirlib.verdict import gallery_agreements
+
+    def build(test_shift, hard_shift, stored=None):
+        record = _record(_world(test_shift))
+        record["verdicts"] = [judge(record, "a", "b", "R@1").to_dict()]
+        hard = _record(_world(hard_shift))
+        verdict = judge(hard, "a", "b", "R@1")
+        if stored is not None:  # as an earlier rule wrote it
+            verdict = dataclasses.replace(verdict, verdict=stored)
+        record["hard_gallery"] = {"verdicts": [verdict.to_dict()], "per_query": hard["per_query"]}
+        return record
+
+    reference = build(200, 200)
+    assert reference["verdicts"][0]["verdict"] == "supported"
+    found = gallery_agreements(build(200, 0), reference)
+    assert list(found) == ["test gallery", "hard gallery"]
+    assert (found["test gallery"].agree, found["hard gallery"].agree) == (1, 0)
+    assert found["hard gallery"].table["build"].tolist() == ["no difference"]
+    assert found["hard gallery"].expected_changes is not None  # judged by this rule: chances known
+    # a build whose stored hard-gallery verdict is wrong: judged again by default, read as
+    # stored on request
+    stale = build(200, 200, stored="contradicted")
+    assert gallery_agreements(stale, reference)["hard gallery"].agree == 1
+    assert gallery_agreements(stale, reference, rejudge_claims=False)["hard gallery"].agree == 0
+    # a build without the hard gallery: its verdicts are missing, not an error
+    plain = {k: v for k, v in build(200, 200).items() if k != "hard_gallery"}
+    missing = gallery_agreements(plain, reference)["hard gallery"]
+    assert (missing.agree, missing.total) == (0, 1) and missing.table["build"].isna().all()
+    # no per-query ranks on the hard gallery: nothing to judge again, and the error says where
+    bare = build(200, 200)
+    del bare["hard_gallery"]["per_query"]
+    with pytest.raises(ValueError, match="hard gallery claims cannot be judged.*per-query"):
+        gallery_agreements(bare, reference)
+    assert gallery_agreements(bare, reference, rejudge_claims=False)["hard gallery"].agree == 1
+    assert "hard gallery" not in gallery_agreements(plain, plain)
+
+
 def test_compare_verdicts_lets_a_fragile_verdict_change_and_says_so(tmp_path, capsys, load_script):
     import json
 
