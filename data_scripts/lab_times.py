@@ -54,6 +54,7 @@ def lab_times_markdown(report: dict) -> str:
     bad = [r["notebook"] for r in rows if r["status"] != "ok" or r["seconds"] is None]
     if bad:
         raise ValueError(f"chapters {bad} did not finish in this build; time a complete build")
+    work = sum(r["seconds"] for r in rows)
     lines = [
         f"Measured in one toy build ({report['date']}, commit `{report['code_version']}`) on {report['cpu_count']} CPU cores, "
         f"{report['jobs']} chapters at a time, {report['threads_per_chapter']} thread(s) each; "
@@ -61,9 +62,11 @@ def lab_times_markdown(report: dict) -> str:
         "third reuses chapter 3's Combiner runs (and chapters 8 and 9 every method chapter's) "
         "when they are on disk; run alone in an empty data folder it trains them first."
         # what the machine was doing besides, when the report says (a loaded build is slower)
-        + (
-            f" Conditions of this build: {report['conditions']}" if report.get("conditions") else ""
-        ),
+        + (f" Conditions of this build: {report['conditions']}" if report.get("conditions") else "")
+        # the floor that scheduling alone cannot break: the work divided among the slots
+        + f" The chapters' times add up to {work / 60:.0f} minutes: running {report['jobs']} at "
+        f"a time, they cannot all finish in less than {work / report['jobs'] / 60:.0f} minutes, "
+        "whatever their order; only faster chapters make the build faster.",
         "",
         "| chapter | minutes | chapters running beside it at its start |",
         "|---|---:|---:|",

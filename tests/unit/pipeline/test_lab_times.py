@@ -35,7 +35,9 @@ def _report(**changes):
 def test_the_table_has_each_chapter_in_minutes_in_the_books_order(load_script):
     table = load_script("lab_times").lab_times_markdown(_report())
     lines = table.splitlines()
-    assert "2026-12-05" in lines[0] and "`abc1234`" in lines[0] and "20 minutes" in lines[0]
+    assert "2026-12-05" in lines[0] and "`abc1234`" in lines[0] and "took 20 minutes" in lines[0]
+    # 1,197.5 s of chapters, two at a time: no schedule ends before half of it
+    assert "add up to 20 minutes" in lines[0] and "in less than 10 minutes" in lines[0]
     rows = [line for line in lines if line.startswith("| ") and line[2].isdigit()]
     assert rows == [  # titles read from the notebooks; beside: the other chapters running
         "| 1 The task, the data and the metrics | 2.7 | 1 |",
@@ -48,8 +50,9 @@ def test_the_builds_conditions_are_said_with_its_times(load_script):
     script = load_script("lab_times")
     assert "Conditions" not in script.lab_times_markdown(_report())
     loaded = script.lab_times_markdown(_report(conditions="AVX2 kernels; tests ran beside 1-3."))
-    assert loaded.splitlines()[0].endswith(
-        "Conditions of this build: AVX2 kernels; tests ran beside 1-3."
+    assert (
+        "Conditions of this build: AVX2 kernels; tests ran beside 1-3. The chapters'"
+        in (loaded.splitlines()[0])
     )
 
 
