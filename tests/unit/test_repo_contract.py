@@ -151,6 +151,19 @@ def test_runner_budgets_default_and_override():
     assert shipped["default"] == {"smoke": 120, "toy": 1800, "rehearsal": 240}
 
 
+def test_the_docs_state_the_shipped_toy_budgets():
+    """README and the setup page list every chapter's own toy budget, as budgets.json has it."""
+    shipped = json.loads((REPO / "tests" / "notebooks" / "budgets.json").read_text())
+    overrides = sorted(
+        (int(stem[:2]), b["toy"]) for stem, b in shipped["notebooks"].items() if "toy" in b
+    )
+    listed = ", ".join(f"chapter {n}: {seconds} s" for n, seconds in overrides)
+    for doc in ("README.md", "book/setup.md"):
+        text = " ".join((REPO / doc).read_text(encoding="utf-8").split())  # lines joined
+        assert listed in text, f"{doc} should list the toy budgets of budgets.json: {listed}"
+        assert f"{shipped['default']['toy']} s on 2 CPU cores" in text
+
+
 def test_runner_reads_nested_toc_entries():
     toc = {
         "root": "book/intro",
