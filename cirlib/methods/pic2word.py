@@ -4,7 +4,7 @@ The frozen encoder's image features :math:`x_i` of the training split's gallery 
 caption) train a mapping network :math:`\phi` so that the template holding the pseudo-word
 :math:`\phi(x_i)` retrieves its own image in the batch (Saito et al., 2023):
 
-.. math:: y_i = T(\text{template};\ {*} \mapsto \phi(x_i)), \qquad
+.. math:: y_i = E_T(\text{template};\ {*} \mapsto \phi(x_i)), \qquad
           \mathcal{L}(\phi) = \mathrm{CLIP}_s(\{\hat x_i\}, \{\hat y_i\}),
 
 CLIP's symmetric contrastive loss at the encoder's logit scale :math:`s`

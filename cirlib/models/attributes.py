@@ -5,7 +5,7 @@ them with weights predicted from the modification text (Park, Park and Lee, 2026
 Q-Former here, so each piece is rebuilt on the frozen encoder's features (every choice below is
 ours):
 
-* **Base query**: the Combiner, :math:`q^0 = \mathrm{Combiner}(x_I, x_T)`, against the frozen
+* **Base query**: the Combiner, :math:`q^0 = \mathrm{Combiner}(x, y)`, against the frozen
   target feature :math:`t^0 = \mathrm{normalize}(x_{I_t})`.
 * **Attribute embedding of an image** (target side): a learned per-token projection
   :math:`\xi_a: \mathbb{R}^W \to \mathbb{R}^d` (``project``) applied to every image token and
@@ -18,12 +18,12 @@ ours):
 
   .. math::
 
-      h_k = \mathrm{drop}\,\mathrm{ReLU}(W_x x_T + W_z z_k + p_k),\quad
+      h_k = \mathrm{drop}\,\mathrm{ReLU}(W_y\, y + W_z z_k + p_k),\quad
       g_k = \sigma(w_g^\top h_k),\quad v_k = W_v h_k,
 
       q^a = \mathrm{normalize}\big([(1-g_k)\,\xi_a(z_k) + g_k v_k]_{k=1..T}\big).
 
-* **Text-conditioned weights**: :math:`\pi = \mathrm{softmax}(\mathrm{MLP}(x_T)) \in \Delta^{A}`
+* **Text-conditioned weights**: :math:`\pi = \mathrm{softmax}(\mathrm{MLP}(y)) \in \Delta^{A}`
   (``QueryParts.weights``; :math:`\pi_0` weighs the base query).
 * **Score**: :math:`\mathrm{sim}(q, c) = \pi_0\, q^{0\top} t^0_c + \sum_a \pi_a\, q^{a\top} t^a_c`,
   which is the dot product of :math:`[\pi_0 q^0; \pi_1 q^1; \dots]` with :math:`[t^0; t^1; \dots]`,
@@ -69,7 +69,7 @@ class AttributeWeights(nn.Module):
 
     .. math::
 
-        \pi = \mathrm{softmax}\big(W_2\, \mathrm{drop}\,\mathrm{ReLU}(W_1 x_T)\big) \in \Delta^{A}
+        \pi = \mathrm{softmax}\big(W_2\, \mathrm{drop}\,\mathrm{ReLU}(W_1 y)\big) \in \Delta^{A}
 
     The output layer starts at zero, so training starts from equal weights.
 

@@ -223,7 +223,7 @@ class CaLa(nn.Module):
     * ``hinge`` — :class:`HingeCrossAttention` (TBIA).
     * ``compositor`` — :class:`TwinAttentionCompositor` (CTR).
     * ``text_head`` — a linear map from the Combiner's text projection
-      :math:`p_T = \mathrm{ReLU}(W_T x_T) \in \mathbb{R}^P` to the compositor width, the text
+      :math:`p_T = \mathrm{ReLU}(W_T y) \in \mathbb{R}^P` to the compositor width, the text
       side of CTR (:meth:`complementary_text`). CaLa fine-tunes its text encoder, so CTR
       shapes the text features the query is built from; here the encoder is frozen and the
       Combiner's text projection is the trainable text representation in the query path.
@@ -264,7 +264,7 @@ class CaLa(nn.Module):
         return self.combiner(image_features, text_features)
 
     def complementary_text(self, text_features: torch.Tensor) -> torch.Tensor:
-        r"""CTR's text side :math:`\zeta = W_\zeta\,\mathrm{ReLU}(W_T x_T)` ``[B, d]`` (un-normalised);
+        r"""CTR's text side :math:`\zeta = W_\zeta\,\mathrm{ReLU}(W_T y)` ``[B, d]`` (un-normalised);
         :math:`W_T` is the Combiner's own text projection, without its dropout."""
         return self.text_head(F.relu(self.combiner.text_projection(text_features)))
 

@@ -12,17 +12,18 @@ from cirlib.models.dropout import Dropout
 class Combiner(nn.Module):
     r"""Fuse a reference-image feature and a text feature into one query feature.
 
-    With :math:`x_I, x_T \in \mathbb{R}^D` the *un-normalised* CLIP features (Baldrati et al., 2023):
+    With :math:`x = x_{I_r}` and :math:`y = y_T` in :math:`\mathbb{R}^D`, the *un-normalised* CLIP
+    features of the reference image and the text (Baldrati et al., 2023):
 
     .. math::
 
-        p_T = \mathrm{drop}(\mathrm{ReLU}(W_T x_T)),\quad
-        p_I = \mathrm{drop}(\mathrm{ReLU}(W_I x_I)),\quad c = [p_T; p_I] \in \mathbb{R}^{2P}
+        p_T = \mathrm{drop}(\mathrm{ReLU}(W_T y)),\quad
+        p_I = \mathrm{drop}(\mathrm{ReLU}(W_I x)),\quad c = [p_T; p_I] \in \mathbb{R}^{2P}
 
         h = \mathrm{drop}(\mathrm{ReLU}(W_c c)),\quad
         \lambda = \sigma\big(w_\lambda^\top \mathrm{drop}(\mathrm{ReLU}(W_\lambda c))\big)
 
-        q = \mathrm{normalize}\big(W_o h + \lambda x_T + (1-\lambda) x_I\big)
+        q = \mathrm{normalize}\big(W_o h + \lambda y + (1-\lambda) x\big)
 
     The learned residual mixes text and image; :math:`\lambda` decides, per query, how much of
     each raw feature to keep. CLIP4Cir uses :math:`P = 4D`, :math:`H = 8D` and dropout 0.5.

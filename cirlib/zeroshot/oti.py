@@ -4,7 +4,7 @@ SEARLE (Baldrati, Agnolucci, Bertini and Del Bimbo, 2023) inverts each image sep
 vector :math:`v` of the word-embedding space is optimised so that the text feature of a template
 holding it points where the image feature does,
 
-.. math:: v^\star = \arg\min_v\ 1 - \cos\big(T(\text{template};\ {*} \mapsto v),\ x\big),
+.. math:: v^\star = \arg\min_v\ 1 - \cos\big(E_T(\text{template};\ {*} \mapsto v),\ x\big),
 
 from :math:`v \sim \mathcal{N}(0, 0.02^2)`, with AdamW, and the result is an exponential moving
 average of the iterates (their defaults: 350 steps, learning rate 0.02, weight decay 0.01, decay
@@ -37,7 +37,7 @@ __all__ = ["invert_images", "inversion_loss"]
 def inversion_loss(
     encoder, image_features: torch.Tensor, pseudo_words: torch.Tensor, template_tokens, placeholder
 ) -> torch.Tensor:
-    r"""Mean over the batch of :math:`1 - \cos(T(\text{template}; {*} \mapsto v_i), x_i)`.
+    r"""Mean over the batch of :math:`1 - \cos(E_T(\text{template}; {*} \mapsto v_i), x_i)`.
 
     Parameters
     ----------

@@ -4,7 +4,7 @@ A frozen CLIP encoder has image features :math:`x_i` and a text tower :math:`T`.
 network :math:`\phi` (:class:`~cirlib.zeroshot.mapping_network.PseudoWordMapper`) turns
 :math:`x_i` into a pseudo-word, and the text feature of a template holding it,
 
-.. math:: y_i = T(\text{template};\ {*} \mapsto \phi(x_i)),
+.. math:: y_i = E_T(\text{template};\ {*} \mapsto \phi(x_i)),
 
 should retrieve its own image among the batch and vice versa. With normalised features and the
 encoder's logit scale :math:`s`, :math:`S_{ij} = s\, \hat x_i^\top \hat y_j` and

@@ -3,8 +3,8 @@ r"""Composed queries of zero-shot textual inversion: the reference as a pseudo-w
 For a reference image turned into a pseudo-word :math:`v` and a modification text :math:`m`, the
 query is the text feature of a template holding both,
 
-.. math:: q = \frac{T(\text{"}{*}\ ,\ m\text{"};\ {*} \mapsto v)}
-               {\lVert T(\text{"}{*}\ ,\ m\text{"};\ {*} \mapsto v) \rVert},
+.. math:: q = \frac{E_T(\text{"}{*}\ ,\ m\text{"};\ {*} \mapsto v)}
+               {\lVert E_T(\text{"}{*}\ ,\ m\text{"};\ {*} \mapsto v) \rVert},
 
 scored against the frozen image features of the gallery: no (reference, text, target) triplet is
 ever used. Pic2Word (Saito et al., 2023) writes ``"a photo of * , {text}"``; on the toy world the

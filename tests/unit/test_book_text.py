@@ -98,6 +98,11 @@ RETIRED = {
     "s^-": r"scores are $\mathrm{sim}^\pm$",
     "counted from 1": "ranks count from 0",
     "rank 1 is the top": "ranks count from 0 (rank 0 is the top)",
+    # one name per feature: x for images, y for texts, a subscript naming the input
+    "x_T": r"the text feature is $y$ ($y_T$ when the input matters)",
+    "x_I": r"the image feature is $x$ ($x_{I_r}$, $x_{I_t}$ when the input matters)",
+    # T is the modification text; the text encoder is E_T
+    r"T(\text": r"the text encoder is $E_T$: $E_T(\text{template};\ * \mapsto v)$",
     # phi is Pic2Word's mapping network only
     r"\phi(R)": r"CaLa's Linear + ReLU adapter is $\psi$ ($\phi$ is Pic2Word's mapping network)",
     r"\phi(G)": r"CaLa's Linear + ReLU adapter is $\psi$ ($\phi$ is Pic2Word's mapping network)",
@@ -123,7 +128,7 @@ RETIRED = {
     r"\alpha = \beta = 0.5": r"CaLa's branch weights are $w_{TBIA} = w_{CTR} = 0.5$",
     # u is MGUR's uncertainty only
     r"\cos(u_i": r"CaLa's CTR text side is $\zeta_i$ ($u$ is MGUR's uncertainty)",
-    "W_u": r"CaLa's CTR text side is $\zeta_i = W_\zeta\,\mathrm{ReLU}(W_T x_T)$",
+    "W_u": r"CaLa's CTR text side is $\zeta_i = W_\zeta\,\mathrm{ReLU}(W_T y)$",
     r"\lceil u": r"the mid-zone's bounds are $\eta_{lo}$, $\eta_{hi}$ ($u$ is MGUR's uncertainty)",
     r"\lfloor \ell": r"the mid-zone's bounds are $\eta_{lo}$, $\eta_{hi}$",
     r"\ell$-": r"the mid-zone's bounds are $\eta_{lo}$, $\eta_{hi}$",
@@ -203,6 +208,9 @@ def test_the_retired_spellings_are_found_where_they_are_used_and_only_there():
         r"\mathrm{CE}(S_{QTM}) + \alpha\, \mathrm{CE}(S_{TBIA}) + \beta\, \mathrm{CE}(S_{CTR})",
         r":math:`\mathrm{CE}(S_{QTM}) + \alpha\,\mathrm{CE}(S_{TBIA})`",
         r"we use $\alpha = \beta = 0.5$",
+        r"p_T = \mathrm{drop}(\mathrm{ReLU}(W_T x_T))",
+        r"\lambda\, x_T + (1-\lambda)\, x_I",
+        r"y_i = T(\text{template};\ * \mapsto \phi(x_i))",
     ):
         assert _retired_in(bad), bad
     # each of those spellings is caught on its own, not only beside another one
@@ -215,7 +223,8 @@ def test_the_retired_spellings_are_found_where_they_are_used_and_only_there():
         "ranks = target_ranks(q, gallery, targets(q))",
         r"\tilde f = \alpha \odot \mathrm{IN}(f) + \beta, \qquad \hat F_k",
         r"\max(\gamma - W_{ij}, 0)",
-        r"y_i = T(\text{template};\ * \mapsto \phi(x_i))",
+        r"y_i = E_T(\text{template};\ * \mapsto \phi(x_i))",
+        r"\mathrm{normalize}(x_{I_r} + y_T)",
         r"Q = \psi(R) W_q,\quad H = \mathrm{diag}(m)\, T W_h",
         r"\pi_0\, q^{0\top} t^0_c + \pi_{col}\, q^{col\top} t^{col}_c + \pi_{shp}\, q^{shp\top} t^{shp}_c",
         r"$w_t = 0.45$, $w_h = 0.1$, $w_{MSI}$, $w_g^\top h_k$",
