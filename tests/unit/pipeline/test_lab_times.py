@@ -76,3 +76,13 @@ def test_the_committed_table_is_its_committed_reports(load_script):
     assert script.main(["--check"]) == 0
     text = (REPO / "book" / "course.md").read_text(encoding="utf-8")
     assert "data/toy_lab_times.md" in text, "the course page includes the table"
+
+
+def test_the_readme_times_the_build_the_committed_report_holds():
+    """README's measured build time and the course page's table are of one build."""
+    import json
+
+    report = json.loads((REPO / "book" / "data" / "toy_run_report.json").read_text())
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert f"Measured at commit {report['code_version']}" in readme
+    assert f"the chapters {report['total_seconds']:,.0f} s" in readme
