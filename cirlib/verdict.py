@@ -806,10 +806,26 @@ def verdict_agreement(build, reference) -> Agreement:
     )
 
 
-def gallery_agreements(build: Mapping, reference: Mapping, *, rejudge_claims: bool = True):
+def _claims_naming_only(record: Mapping, methods: set[str]) -> dict:
+    """``record`` with only the verdicts whose two methods are both in ``methods``."""
+    kept = [v for v in record["verdicts"] if {v["a"], v["b"]} <= methods]
+    return {**record, "verdicts": kept}
+
+
+def gallery_agreements(
+    build: Mapping,
+    reference: Mapping,
+    *,
+    rejudge_claims: bool = True,
+    methods: Iterable[str] | None = None,
+):
     """The reference's verdicts against a build's, gallery by gallery: ``{"test gallery":
     Agreement, "hard gallery": Agreement}`` (the second only when the reference judged claims
     on the hard gallery; a build without them counts those verdicts as missing).
+
+    ``methods`` (registry names) compares only the reference's claims that name no other
+    method: for a build that trained some of the methods again (``record_verdicts.py
+    --methods``), whose other claims are then neither agreements nor disagreements.
 
     With ``rejudge_claims`` (the default) both sides are judged by this code's rule: each
     reference claim again on the build's per-query ranks (:func:`rejudge`) and on the
@@ -818,6 +834,18 @@ def gallery_agreements(build: Mapping, reference: Mapping, *, rejudge_claims: bo
     Without it, the stored verdicts of both (the claims judged on the build's ranks only when it
     stores none). Raises ``ValueError``, naming the gallery, when a claim cannot be judged on
     the build's ranks (none kept, a method missing, too few seeds)."""
+    if methods is not None:
+        keep = set(methods)
+        named = {n for v in _verdict_list(reference) for n in (v.a, v.b)}
+        if not keep & named:
+            raise ValueError(
+                f"methods={sorted(keep)}: the reference's claims name none of them (they name "
+                f"{sorted(named)})"
+            )
+        reference = _claims_naming_only(reference, keep)
+        if reference.get("hard_gallery", {}).get("verdicts"):
+            hard = reference["hard_gallery"]
+            reference["hard_gallery"] = _claims_naming_only(hard, keep)
     parts = {"test gallery": (build, reference)}
     hard_reference = hard_gallery_record(reference)
     if hard_reference is not None:

@@ -17,7 +17,9 @@ the chance is unknown), so a build script can stop on it; a fragile verdict that
 listed, since the reference's own interval said a rebuild could change it. ``--error-rate`` also
 prints the rule's false-positive rate measured on the build (two disjoint seed sets of each
 method, ``cirlib.verdict.false_positive_rate``). Both galleries are compared by
-``cirlib.verdict.gallery_agreements``, as chapter 9 does.
+``cirlib.verdict.gallery_agreements``, as chapter 9 does; ``--methods a,b`` keeps only the
+reference's claims that name no other method, for a build that trained only those again
+(``record_verdicts.py --methods ... --train``).
 
     python data_scripts/compare_verdicts.py _build/stage/book/results_toy.json \\
         book/data/results_toy_reference.json --error-rate
@@ -67,12 +69,22 @@ def main(argv=None) -> int:
         "--rejudge", action="store_true", help="judge the reference's claims on the build's ranks"
     )
     parser.add_argument("--error-rate", action="store_true", help="print the false-positive rate")
+    parser.add_argument(
+        "--methods",
+        help="comma-separated names: compare only the reference's claims that name no other "
+        "method (a build that trained some methods again: record_verdicts.py --methods)",
+    )
     args = parser.parse_args(argv)
     build, reference = _load(args.build), _load(args.reference)
     if "verdicts" not in reference:
         sys.exit(f"error: {args.reference} lists no verdicts; it cannot serve as a reference")
     try:
-        found = gallery_agreements(build, reference, rejudge_claims=args.rejudge)
+        found = gallery_agreements(
+            build,
+            reference,
+            rejudge_claims=args.rejudge,
+            methods=args.methods.split(",") if args.methods else None,
+        )
     except ValueError as err:
         sys.exit(f"error: {args.build}: {err}")
     agreed = True

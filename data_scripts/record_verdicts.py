@@ -1,7 +1,7 @@
-"""Judge the reference build's claims on another toy build's checkpoints, without training.
+"""Judge the reference build's claims on another toy build's checkpoints (or on runs it trains).
 
     python data_scripts/record_verdicts.py OUT.json --note "How this build was made." \\
-        [--reference book/data/results_toy_reference.json]
+        [--reference book/data/results_toy_reference.json] [--methods combiner,mgur] [--train]
 
 A full build of the book writes its own results file (``_build/stage/book/results_toy.json``),
 which ``compare_verdicts.py`` reads. This script is for a build whose checkpoints exist but
@@ -10,8 +10,18 @@ every method and control the reference's verdicts name from the checkpoints unde
 ``CIRLIB_DATA_DIR``, evaluates them on the toy test split and on its hard gallery, judges the
 reference's claims on them with this code's rule, and writes a results record
 (``cirlib.harness.write_results``, atomic) holding the per-query ranks, the verdicts, the hard
-gallery's verdicts and ranks, and ``--note``. Nothing is trained: a missing checkpoint stops it
+gallery's verdicts and ranks, how each run was trained (``trained_with``: torch, device,
+threads) and ``--note``. Nothing is trained: a missing checkpoint stops it
 with the command that trains it.
+
+``--methods`` keeps only the reference's claims that name no other method (the rest are left
+out of the record, not counted as disagreements), and ``--train`` trains the runs that have no
+checkpoint instead of stopping: with an empty ``CIRLIB_DATA_DIR`` and ``CIRLIB_THREADS=2``, it
+measures what training on two threads does to those verdicts, at a fraction of a build's cost::
+
+    CIRLIB_DATA_DIR=/tmp/two-threads CIRLIB_THREADS=2 python data_scripts/record_verdicts.py \\
+        book/data/results_toy_two_threads.json --methods combiner,mgur,dqe,dqe_tokens --train \\
+        --note "..."
 """
 
 from __future__ import annotations
@@ -38,6 +48,13 @@ def main(argv=None) -> int:
     ap.add_argument("out", help="results file to write (JSON)")
     ap.add_argument("--note", required=True, help="how the build was made (kept in the file)")
     ap.add_argument("--reference", default=str(DEFAULT_REFERENCE), help="reference results file")
+    ap.add_argument(
+        "--methods",
+        help="comma-separated registry names: judge only the claims that name no other method",
+    )
+    ap.add_argument(
+        "--train", action="store_true", help="train the runs without a checkpoint (else stop)"
+    )
     args = ap.parse_args(argv)
     logging.getLogger().setLevel(logging.ERROR)
 
@@ -51,7 +68,7 @@ def main(argv=None) -> int:
         subdir,
     )
     from cirlib.data.hard_gallery import hard_test_split
-    from cirlib.harness import compare, per_query_record, write_results
+    from cirlib.harness import compare, per_query_record, training_environment, write_results
     from cirlib.registry import checkpoint_path
     from cirlib.verdict import Verdict, hard_gallery_record, rejudge
 
@@ -59,6 +76,21 @@ def main(argv=None) -> int:
     claims = [Verdict.from_dict(v) for v in reference["verdicts"]]
     hard_ref = hard_gallery_record(reference)
     hard_claims = [Verdict.from_dict(v) for v in hard_ref["verdicts"]] if hard_ref else []
+    if args.methods:
+        keep = set(args.methods.split(","))
+        named = {n for v in claims + hard_claims for n in (v.a, v.b)}
+        if keep - named:
+            sys.exit(
+                f"error: --methods names {sorted(keep - named)}, which no claim of "
+                f"{args.reference} names; its claims name {sorted(named)}"
+            )
+        claims = [v for v in claims if {v.a, v.b} <= keep]
+        hard_claims = [v for v in hard_claims if {v.a, v.b} <= keep]
+        if not claims + hard_claims:
+            sys.exit(
+                f"error: no claim of {args.reference} names only {sorted(keep)}: add the other "
+                "method of a pair (e.g. combiner)"
+            )
     names = list(dict.fromkeys(n for v in claims + hard_claims for n in (v.a, v.b)))
     cfg = resolve(reference.get("profile", "toy"))
     missing = [
@@ -67,11 +99,11 @@ def main(argv=None) -> int:
         for s in cfg.seeds
         if not checkpoint_path(cfg, n, s).is_file()
     ]
-    if missing:
+    if missing and not args.train:
         sys.exit(
             f"error: {len(missing)} checkpoint(s) missing under {subdir('checkpoints')}, e.g. "
-            f"{missing[0]}; this script trains nothing: build the book in that data folder first "
-            "(CIRLIB_DATA_DIR=... bash data_scripts/build_book.sh)"
+            f"{missing[0]}; this script trains nothing unless told: build the book in that data folder "
+            "first (CIRLIB_DATA_DIR=... bash data_scripts/build_book.sh), or pass --train"
         )
     setup_notebook(cfg)  # the chapters' seeds, deterministic kernels and pinned thread count
     splits = load_splits(cfg)
@@ -108,7 +140,12 @@ def main(argv=None) -> int:
             "verdicts": [rejudge(hard_results, v).to_dict() for v in hard_claims],
             "per_query": per_query_record(hard_results),
         }
-    extra = {"note": args.note, "verdicts": [v.to_dict() for v in verdicts]}
+    extra = {
+        "note": args.note,
+        "verdicts": [v.to_dict() for v in verdicts],
+        # how each run was trained (torch, device, threads), as chapter 9's own file says
+        "trained_with": training_environment(_specs(names), cfg, cfg.seeds),
+    }
     if hard:
         extra["hard_gallery"] = hard
     out = write_results(args.out, results, cfg, extra=extra)

@@ -511,6 +511,51 @@ def test_gallery_agreements_judges_both_galleries_of_two_builds():
     assert "hard gallery" not in gallery_agreements(plain, plain)
 
 
+def test_gallery_agreements_on_a_build_that_trained_some_methods_again(
+    tmp_path, capsys, load_script
+):
+    import json
+
+    from cirlib.verdict import gallery_agreements
+
+    def three(shift):  # "a" better than "b" by shift colour queries; "c" is "b" again
+        world = _world(shift)
+        world["c"] = world["b"]
+        record = _record(world)
+        record["verdicts"] = [judge(record, "a", x, "R@1").to_dict() for x in ("b", "c")]
+        hard = {**record, "verdicts": [judge(record, "a", "c", "R@1").to_dict()]}
+        record["hard_gallery"] = {k: hard[k] for k in ("verdicts", "per_query")}
+        return record
+
+    reference = three(200)
+    partial = _record({k: v for k, v in _world(0).items() if k in ("a", "b")})  # no "c"
+    # every claim: the one naming "c" cannot be judged on the partial build
+    with pytest.raises(ValueError, match="test gallery claims cannot be judged"):
+        gallery_agreements(partial, reference)
+    found = gallery_agreements(partial, reference, methods=["a", "b"])
+    test = found["test gallery"]
+    assert (test.agree, test.total) == (0, 1)  # a > b: supported there, no difference here
+    assert test.table["claim"].tolist() == ["a > b"] and test.table["build"].tolist() == [
+        "no difference"
+    ]
+    assert "hard gallery" not in found  # its only claim names "c": left out, not missing
+    same = gallery_agreements(three(200), reference, methods=["a", "b"])["test gallery"]
+    assert (same.agree, same.total) == (1, 1)
+    assert reference["verdicts"][1]["b"] == "c"  # the caller's record is left as it was
+    with pytest.raises(ValueError, match="name none of them"):
+        gallery_agreements(partial, reference, methods=["d"])
+    # the script, on files: without --methods it stops on the claim naming "c"
+    script = load_script("compare_verdicts")
+    for name, record in (("partial", partial), ("ref", reference)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    files = [str(tmp_path / "partial.json"), str(tmp_path / "ref.json"), "--rejudge"]
+    with pytest.raises(SystemExit, match="cannot be judged"):
+        script.main(files)
+    assert script.main([*files, "--methods", "a,b"]) == 1  # a settled verdict changed
+    out = capsys.readouterr().out
+    assert "0 of 1 verdicts agree" in out and "a > c" not in out
+
+
 def test_compare_verdicts_lets_a_fragile_verdict_change_and_says_so(tmp_path, capsys, load_script):
     import json
 
@@ -671,6 +716,13 @@ def test_record_verdicts_trains_nothing_and_names_the_build_command(tmp_path, lo
     with pytest.raises(SystemExit, match=r"checkpoint\(s\) missing.*build_book\.sh"):
         script.main([str(tmp_path / "out.json"), "--note", "x", "--reference",
                      str(tmp_path / "ref.json")])  # fmt: skip
+    assert not (tmp_path / "out.json").exists()
+    # --methods: a name no claim names, or names that leave no claim, stop before any work
+    args = [str(tmp_path / "out.json"), "--note", "x", "--reference", str(tmp_path / "ref.json")]
+    with pytest.raises(SystemExit, match=r"names \['dqe'\], which no claim"):
+        script.main([*args, "--methods", "combiner,dqe", "--train"])
+    with pytest.raises(SystemExit, match="no claim .* names only.*add the other method"):
+        script.main([*args, "--methods", "combiner", "--train"])
     assert not (tmp_path / "out.json").exists()
 
 
