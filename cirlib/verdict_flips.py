@@ -47,7 +47,13 @@ import pandas as pd
 # re-exported here, with the simulation it belongs with
 from cirlib.verdict import FRAGILE_BELOW, paired_verdict, rebuild_agreement
 
-__all__ = ["simulated_hits", "build_flip_rate", "rebuild_agreement", "FRAGILE_BELOW"]
+__all__ = [
+    "simulated_hits",
+    "build_flip_rate",
+    "rebuild_agreement",
+    "chance_of_at_least",
+    "FRAGILE_BELOW",
+]
 
 
 def simulated_hits(
@@ -112,3 +118,27 @@ def build_flip_rate(
             }
         )
     return pd.DataFrame(rows)
+
+
+def chance_of_at_least(changes: int, probabilities: Sequence[float]) -> float:
+    """The probability that at least ``changes`` of several verdicts change in a rebuild, when
+    verdict ``i`` changes with probability ``probabilities[i]`` (one minus its
+    :func:`rebuild_agreement`), each independently of the others.
+
+    Exact (the Poisson-binomial distribution, by convolution). Read it as a check of the chances
+    themselves: a small value for the changes a real rebuild showed says they were too
+    confident. Verdicts that rest on the same runs (one pair of methods on two galleries) tend to
+    change together, which makes a cluster of changes likelier than this says.
+    """
+    p = np.asarray(probabilities, dtype=float)
+    if p.ndim != 1 or ((p < 0) | (p > 1)).any():
+        raise ValueError(f"probabilities must be a list of numbers in [0, 1]; got {p!r}")
+    if changes <= 0:
+        return 1.0
+    # dist[k]: probability that exactly k of the verdicts seen so far changed
+    dist = np.zeros(len(p) + 1)
+    dist[0] = 1.0
+    for pi in p:
+        dist[1:] = dist[1:] * (1 - pi) + dist[:-1] * pi
+        dist[0] *= 1 - pi
+    return float(min(1.0, dist[changes:].sum()))

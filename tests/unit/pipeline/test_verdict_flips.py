@@ -132,3 +132,24 @@ def test_rebuild_agreement_is_calibrated_on_simulated_builds():
     assert predicted.mean() == pytest.approx(held.mean(), abs=0.07)
     # and it tells fragile from settled verdicts
     assert held[predicted >= 0.9].mean() > held[predicted < 0.6].mean()
+
+
+def test_chance_of_at_least_matches_counting_every_outcome():
+    import itertools
+
+    from scipy.stats import binom
+
+    from cirlib.verdict_flips import chance_of_at_least
+
+    p = [0.02, 0.3, 0.5, 0.11, 0.9]
+    for k in range(len(p) + 2):
+        brute = 0.0
+        for outcome in itertools.product((0, 1), repeat=len(p)):
+            if sum(outcome) >= k:
+                brute += np.prod([pi if o else 1 - pi for pi, o in zip(p, outcome)])
+        assert chance_of_at_least(k, p) == pytest.approx(brute, abs=1e-12)
+    # equal chances: the binomial tail; none can change: only zero changes is possible
+    assert chance_of_at_least(3, [0.2] * 10) == pytest.approx(binom.sf(2, 10, 0.2), abs=1e-12)
+    assert chance_of_at_least(1, [0.0] * 4) == 0.0 and chance_of_at_least(0, [0.0] * 4) == 1.0
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        chance_of_at_least(1, [1.2])
