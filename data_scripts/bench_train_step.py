@@ -11,13 +11,17 @@ between two refreshes of the profile.
 
     python data_scripts/bench_train_step.py [--profile toy] [--rounds 5] [--steps 4]
         [--methods combiner,mgur,cala,mapnet,dqe (any registered method)] [--threads 1]
-        [--drift 50] [--softmax] [--dropout]
+        [--drift 50] [--softmax] [--dropout] [--matmul]
 
 ``--drift N`` trains CaLa and MAPNet for N steps twice from one seed, with the attention's
 short-row softmax (:mod:`cirlib.models.short_softmax`) and with ``torch.softmax``, and prints
 the largest difference of the loss: the rounding the faster kernel changes. ``--softmax`` times
 the two softmax kernels by row length; ``--dropout`` the Combiner step with ``nn.Dropout`` or
-cirlib's dropout and the per-tensor or fused Adam, and the dropout masks alone.
+cirlib's dropout and the per-tensor or fused Adam, and the dropout masks alone. ``--matmul``
+asks how much faster a step could get: the share of each method's step spent in matrix
+products (``torch.profiler``, self CPU time), and the rate one matrix product of the Combiner's
+sizes reaches in float32 (GFLOP/s), so the table says whether the steps are bound by arithmetic
+the CPU already does at speed or by overheads a rewrite could cut.
 """
 
 from __future__ import annotations
@@ -282,6 +286,61 @@ def dropout_variants(args, dim: int = 128, batch: int = 256, steps: int = 30) ->
     print(f"  cirlib dropout (16-bit integer lanes)     {ours:6.3f} ms   {ref / ours:4.2f}x")
 
 
+# ---------------------------------------------------------------- matrix products
+
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_addmm_activation")
+
+
+def matmul_share(step, batches) -> float:
+    """Fraction of the self CPU time of ``step`` over ``batches`` spent in matrix products."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for idx in batches[:2]:
+        step(idx)  # warm-up outside the profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for idx in batches:
+            step(idx)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    products = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
+    return products / total if total else 0.0
+
+
+def gemm_rates(dim: int, batch: int, now) -> list[tuple[str, float]]:
+    """GFLOP/s of float32 ``torch.mm`` at the Combiner's layer sizes (``dim``-wide features)."""
+    shapes = [(batch, dim, 4 * dim), (batch, 8 * dim, 8 * dim), (batch, 8 * dim, dim)]
+    out = []
+    for m, k, n in shapes:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        ms = best_ms(lambda a=a, b=b: a @ b, 20, 5, now)
+        out.append((f"{m}x{k} @ {k}x{n}", 2 * m * k * n / (ms / 1000) / 1e9))
+    return out
+
+
+def matmul_table(args) -> None:
+    now = clock(args.threads)
+    cfg, split, features = toy_training_data(args.profile)
+    cfg = dataclasses.replace(cfg, batch_size=args.batch or cfg.batch_size)
+    builders = method_steps(cfg, split, features)
+    names = args.methods.split(",")
+    unknown = set(names) - set(builders)
+    if unknown:
+        raise SystemExit(f"--methods: choose from {sorted(builders)}")
+    gen = torch.Generator().manual_seed(0)
+    n = len(features.texts)
+    batches = [torch.randperm(n, generator=gen)[: cfg.batch_size] for _ in range(args.steps + 2)]
+    print(
+        f"share of a training step in matrix products ({', '.join(MATMUL_OPS)}; self CPU time, "
+        f"{args.steps} steps, batch {cfg.batch_size}, {torch.get_num_threads()} thread(s)):"
+    )
+    for name in names:
+        print(f"  {name:<16} {100 * matmul_share(make_step(*builders[name]()), batches):5.1f}%")
+    dim = features.images.shape[1]
+    print(f"float32 torch.mm at the Combiner's sizes (D={dim}):")
+    for shape, rate in gemm_rates(dim, cfg.batch_size, now):
+        print(f"  {shape:<22} {rate:7.1f} GFLOP/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="toy", choices=("smoke", "toy"))
@@ -293,13 +352,18 @@ def main() -> None:
     parser.add_argument("--drift", type=int, default=0, help="steps of the rounding check")
     parser.add_argument("--softmax", action="store_true", help="time the softmax kernels only")
     parser.add_argument("--dropout", action="store_true", help="time the dropout variants only")
+    parser.add_argument(
+        "--matmul", action="store_true", help="matrix products' share of each step, GFLOP/s"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.softmax or args.dropout:
+    if args.softmax or args.dropout or args.matmul:
         if args.softmax:
             softmax_kernels(args)
         if args.dropout:
             dropout_variants(args)
+        if args.matmul:
+            matmul_table(args)
         return
     methods_table(args)
 
