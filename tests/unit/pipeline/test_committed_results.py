@@ -1,6 +1,7 @@
-"""The two committed toy builds (the reference and its AVX2 rebuild) are whole: every claim can be
-judged again on the ranks each file keeps, the stored differences are those ranks' differences,
-and the rebuild judges every claim of the reference, on both galleries."""
+"""The committed toy builds (the reference, its AVX2 rebuild, and four methods trained again on two
+threads) are whole: every claim can be judged again on the ranks each file keeps, the stored
+differences are those ranks' differences, the rebuild judges every claim of the reference on
+both galleries, and the two-thread build every claim that names only its methods."""
 
 import json
 from pathlib import Path
@@ -16,7 +17,14 @@ def _load(name):
     return json.loads((DATA / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["results_toy_reference.json", "results_toy_rebuild_avx2.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "results_toy_reference.json",
+        "results_toy_rebuild_avx2.json",
+        "results_toy_two_threads.json",
+    ],
+)
 def test_stored_differences_are_those_of_the_stored_ranks(name):
     record = _load(name)
     for part in (record, hard_gallery_record(record)):
@@ -40,3 +48,29 @@ def test_the_rebuild_judges_every_claim_of_the_reference():
     found = gallery_agreements(rebuild, reference)
     assert list(found) == ["test gallery", "hard gallery"]
     assert all(a.expected_changes is not None for a in found.values())
+
+
+def test_the_two_thread_build_judges_the_claims_of_its_methods_on_two_threads():
+    reference, threads = _load("results_toy_reference.json"), _load("results_toy_two_threads.json")
+    methods = set(threads["methods"])
+    for build, ref in (
+        (threads, reference),
+        (hard_gallery_record(threads), hard_gallery_record(reference)),
+    ):
+        ours = [Verdict.from_dict(v).key for v in build["verdicts"]]
+        expected = [
+            Verdict.from_dict(v).key for v in ref["verdicts"] if {v["a"], v["b"]} <= methods
+        ]
+        assert ours == expected and ours  # the same claims, in the reference's order
+    # every run of it trained on two threads (the reference's on one)
+    runs = [r for per_seed in threads["trained_with"].values() for r in per_seed.values()]
+    assert len(runs) == 5 * len(methods)
+    assert {step["threads"] for run in runs for step in run} == {2}
+    assert {
+        step["threads"]
+        for name in methods
+        for run in reference["trained_with"][name].values()
+        for step in run
+    } == {1}
+    found = gallery_agreements(threads, reference, methods=methods)
+    assert all(a.expected_changes is not None and a.total for a in found.values())
