@@ -68,12 +68,14 @@ DATASET_CHAPTERS = {"02", "03", "04", "05", "06", "07", "09"}
 
 
 def test_readme_names_the_check_stages_in_order():
-    """The README's account of tests/check.sh lists the script's stages, the rehearsal last."""
+    """The README's account of tests/check.sh lists the script's stages: the book, the
+    rehearsal, and last the rerun of two chapters from empty data folders."""
     script = (REPO / "tests" / "check.sh").read_text(encoding="utf-8")
     stages = re.search(r"^all_stages=\(([^)]*)\)", script, re.M).group(1).split()
-    assert stages[-2:] == ["book", "rehearsal"]
+    assert stages[-3:] == ["book", "rehearsal", "rerun"]
     readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
     assert "the book build with warnings as errors; the rehearsal of the `paper` profile" in readme
+    assert "each chapter's time); last, the rerun: chapters 1 and 3" in readme
     assert f"Stages: {', '.join(stages)}." in script
 
 
