@@ -11,7 +11,7 @@ every method and control the reference's verdicts name from the checkpoints unde
 reference's claims on them with this code's rule, and writes a results record
 (``cirlib.harness.write_results``, atomic) holding the per-query ranks, the verdicts, the hard
 gallery's verdicts and ranks, how each run was trained (``trained_with``: torch, device,
-threads) and ``--note``. Nothing is trained: a missing checkpoint stops it
+threads) and ``--note``. Without ``--train`` nothing is trained: a missing checkpoint stops it
 with the command that trains it.
 
 ``--methods`` keeps only the reference's claims that name no other method (the rest are left
