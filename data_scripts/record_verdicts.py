@@ -20,7 +20,8 @@ checkpoint instead of stopping: with an empty ``CIRLIB_DATA_DIR`` and ``CIRLIB_T
 measures what training on two threads does to those verdicts, at a fraction of a build's cost::
 
     CIRLIB_DATA_DIR=/tmp/two-threads CIRLIB_THREADS=2 python data_scripts/record_verdicts.py \\
-        book/data/results_toy_two_threads.json --methods combiner,mgur,dqe,dqe_tokens --train \\
+        book/data/results_toy_two_threads.json --train \\
+        --methods combiner,mgur,dqe,dqe_tokens,mapnet,combiner_tokens \\
         --note "..."
 """
 

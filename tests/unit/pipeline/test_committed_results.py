@@ -1,4 +1,4 @@
-"""The committed toy builds (the reference, its AVX2 rebuild, and four methods trained again on two
+"""The committed toy builds (the reference, its AVX2 rebuild, and six methods trained again on two
 threads) are whole: every claim can be judged again on the ranks each file keeps, the stored
 differences are those ranks' differences, the rebuild judges every claim of the reference on
 both galleries, and the two-thread build every claim that names only its methods."""
