@@ -145,18 +145,26 @@ def dqe_refresh_share(cfg, split, features, build, now) -> tuple[float, float]:
     return seconds, seconds * refreshes / (cfg.epochs * steps_per_epoch)
 
 
-def methods_table(args) -> None:
-    now = clock(args.threads)
+def table_setup(args, batches: int, need_combiner: bool):
+    """The profile's features, ``--methods``' step builders and ``batches`` seeded batches,
+    shared by the tables below: ``(cfg, split, features, builders, names, batch list)``."""
     cfg, split, features = toy_training_data(args.profile)
     cfg = dataclasses.replace(cfg, batch_size=args.batch or cfg.batch_size)
     builders = method_steps(cfg, split, features)
     names = args.methods.split(",")
-    unknown = set(names) - set(builders)
-    if unknown or "combiner" not in names:
-        raise SystemExit(f"--methods: choose from {sorted(builders)}, the Combiner included")
+    if set(names) - set(builders) or (need_combiner and "combiner" not in names):
+        extra = ", the Combiner included" if need_combiner else ""
+        raise SystemExit(f"--methods: choose from {sorted(builders)}{extra}")
     gen = torch.Generator().manual_seed(0)
     n = len(features.texts)
-    batches = [torch.randperm(n, generator=gen)[: cfg.batch_size] for _ in range(args.steps)]
+    order = [torch.randperm(n, generator=gen)[: cfg.batch_size] for _ in range(batches)]
+    return cfg, split, features, builders, names, order
+
+
+def methods_table(args) -> None:
+    now = clock(args.threads)
+    cfg, split, features, builders, names, batches = table_setup(args, args.steps, True)
+    n = len(features.texts)
     steps = {}
     for name in names:
         steps[name] = make_step(*builders[name]())
@@ -319,16 +327,7 @@ def gemm_rates(dim: int, batch: int, now) -> list[tuple[str, float]]:
 
 def matmul_table(args) -> None:
     now = clock(args.threads)
-    cfg, split, features = toy_training_data(args.profile)
-    cfg = dataclasses.replace(cfg, batch_size=args.batch or cfg.batch_size)
-    builders = method_steps(cfg, split, features)
-    names = args.methods.split(",")
-    unknown = set(names) - set(builders)
-    if unknown:
-        raise SystemExit(f"--methods: choose from {sorted(builders)}")
-    gen = torch.Generator().manual_seed(0)
-    n = len(features.texts)
-    batches = [torch.randperm(n, generator=gen)[: cfg.batch_size] for _ in range(args.steps + 2)]
+    cfg, _, features, builders, names, batches = table_setup(args, args.steps + 2, False)
     print(
         f"share of a training step in matrix products ({', '.join(MATMUL_OPS)}; self CPU time, "
         f"{args.steps} steps, batch {cfg.batch_size}, {torch.get_num_threads()} thread(s)):"
